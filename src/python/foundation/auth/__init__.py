@@ -1,0 +1,1 @@
+"""Token verification (used by every service and the gateway), signing, OAuth providers."""

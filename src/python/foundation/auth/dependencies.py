@@ -1,0 +1,44 @@
+"""FastAPI dependencies: the signed-in principal, and role checks.
+
+A service's lifespan sets ``app.state.token_verifier`` (a TokenVerifier) and
+``app.state.session_denylist`` (a SessionDenyList); routes then declare ``CurrentPrincipal``
+or ``AdminPrincipal``. No service trusts an identity header: each verifies the token itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from foundation.auth.principal import Principal
+from foundation.shared.errors import Forbidden, Unauthorized
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Sign in: send `Authorization: Bearer <access token>`.", code="missing_token")
+    return token.strip()
+
+
+async def get_principal(request: Request) -> Principal:
+    token = bearer_token(request)
+    principal: Principal = await request.app.state.token_verifier.verify(token)
+    if await request.app.state.session_denylist.is_denied(principal.session_id):
+        raise Unauthorized("This session has been signed out.", code="session_revoked")
+    request.scope.setdefault("state", {})["user_id"] = str(principal.user_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.has_role("admin"):
+        raise Forbidden("This needs the admin role.")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(get_admin)]

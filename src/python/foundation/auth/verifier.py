@@ -1,0 +1,122 @@
+"""Access-token verification: one code path for every service and the gateway.
+
+The algorithm list is fixed here, never taken from the token: ``alg: none`` and HMAC tokens
+(including one "signed" with a public key as an HMAC secret) are refused before any key is
+used. ``typ`` must be ``at+jwt`` (RFC 9068), and ``iss``, ``aud``, ``exp``, ``nbf``, ``iat``,
+``sub``, ``sid`` and ``jti`` must be present and right.
+
+Warm cache: a token that verified before is remembered (by its exact bytes) until its own
+``exp``, so repeated requests skip the signature check. Nothing outlives the token, and the
+session deny-list is checked by the caller on every request, so revocation still applies.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import jwt
+
+from foundation.auth.keys import JwksKeySource, KeySource
+from foundation.auth.principal import Principal
+from foundation.shared.errors import Unauthorized
+from foundation.shared.settings import ServiceSettings
+
+ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256")
+TOKEN_TYPE = "at+jwt"
+
+
+def _invalid(detail: str) -> Unauthorized:
+    return Unauthorized(detail, code="invalid_token")
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Sequence[str] = ALGORITHMS,
+        leeway: int = 0,
+        cache_size: int = 50_000,
+    ) -> None:
+        unsafe = {alg for alg in algorithms if alg == "none" or alg.upper().startswith("HS")}
+        if unsafe:
+            raise ValueError(f"refusing unsafe algorithms: {sorted(unsafe)}")
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.algorithms = list(algorithms)
+        self.leeway = leeway
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def verify(self, token: str) -> Principal:
+        now = time.time()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at + self.leeway > now:
+                return cached
+            self._cache.pop(token, None)
+        principal = await self._verify_uncached(token)
+        self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        self._cache[token] = principal
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def _verify_uncached(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _invalid("The access token is malformed.") from exc
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise _invalid("The access token's algorithm is not accepted.")
+        if str(header.get("typ", "")).lower() not in {TOKEN_TYPE, "application/at+jwt"}:
+            raise _invalid("The token is not an access token.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _invalid("The access token names no key.")
+        try:
+            key = await self.keys.key_for(kid)
+        except KeyError as exc:
+            raise _invalid("The access token was signed with an unknown key.") from exc
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The access token has expired.", code="token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"The access token is not valid: {exc}.") from exc
+        try:
+            roles = claims.get("roles", [])
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise ValueError("roles must be a list of strings")
+            return Principal(
+                user_id=uuid.UUID(str(claims["sub"])),
+                session_id=uuid.UUID(str(claims["sid"])),
+                roles=frozenset(roles),
+                token_id=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (ValueError, TypeError) as exc:
+            raise _invalid("The access token's claims are malformed.") from exc
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    if not settings.jwks_url:
+        raise RuntimeError("JWKS_URL is not set: point it at auth-service's /auth/.well-known/jwks.json")
+    return TokenVerifier(JwksKeySource(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)

@@ -1,0 +1,87 @@
+"""Transactional outbox: events are rows written in the same transaction as the change.
+
+A service adds the table to its own metadata with ``outbox_model(Base)`` (and a migration),
+then calls ``record(session, ...)`` inside the transaction that makes the change. The relay
+(``foundation.events.relay``) publishes the rows to the Redis stream afterwards, so an
+event is never lost while Redis is down and never published for a rolled-back change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from foundation.events.schema import Event
+
+OUTBOX_TABLE = "outbox"
+
+
+class OutboxRow:
+    """Columns of the outbox table (mixed into the service's own declarative base)."""
+
+    __tablename__ = OUTBOX_TABLE
+    # Global order of writes: the relay publishes in this order.
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    def to_event(self) -> Event:
+        return Event(
+            id=self.event_id,
+            type=self.type,
+            user_id=self.user_id,
+            occurred_at=self.occurred_at,
+            data=self.data or {},
+            version=self.version,
+        )
+
+
+def outbox_model(base: type[DeclarativeBase]) -> type[OutboxRow]:
+    """The outbox mapped class for a service's declarative base."""
+
+    model = type(
+        "OutboxEvent",
+        (OutboxRow, base),
+        {
+            "__table_args__": (
+                Index("ix_outbox_unpublished", "seq", postgresql_where="published_at IS NULL"),
+            )
+        },
+    )
+    return model
+
+
+def record(
+    session: AsyncSession,
+    model: type[OutboxRow],
+    type: str,
+    user_id: uuid.UUID | None,
+    data: dict[str, Any] | None = None,
+    *,
+    version: int = 1,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> OutboxRow:
+    """Add an event to the session's transaction; it is published only if that commits."""
+    row = model(
+        event_id=event_id or uuid.uuid4(),
+        type=type,
+        user_id=user_id,
+        data=data or {},
+        version=version,
+        occurred_at=occurred_at or datetime.now(UTC),
+    )
+    session.add(row)
+    return row

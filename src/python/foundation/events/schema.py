@@ -1,0 +1,75 @@
+"""The event schema every producer and consumer shares (documented in docs/events.md).
+
+On the Redis stream each event is one entry whose fields are strings:
+``id`` (UUID), ``type``, ``user_id`` (UUID or empty), ``occurred_at`` (ISO 8601, UTC),
+``data`` (JSON object), ``version`` (integer, the schema version of ``data`` for that type).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+STREAM = "events"
+DEAD_LETTER_STREAM = "events:dead"
+
+# Event types auth-service publishes.
+USER_REGISTERED = "user.registered"
+USER_LOGGED_IN = "user.logged_in"
+USER_LOGIN_FAILED = "user.login_failed"
+USER_DELETED = "user.deleted"
+TOKEN_REFRESHED = "token.refreshed"  # noqa: S105 - an event name, not a secret
+REFRESH_TOKEN_REUSED = "token.reuse_detected"  # noqa: S105
+USER_LOGGED_OUT = "user.logged_out"
+SESSION_REVOKED = "session.revoked"
+OAUTH_LINKED = "oauth.linked"
+OAUTH_UNLINKED = "oauth.unlinked"
+
+# Published by history-service when a client records its own event (POST /history):
+# data = {"type": <the client's event type>}; the event id is the stored history entry's id.
+HISTORY_RECORDED = "history.recorded"
+
+# Namespaces only services publish in; a client's own event types may not use them.
+SYSTEM_NAMESPACES = frozenset({"user", "token", "session", "oauth", "history"})
+
+
+class Event(BaseModel):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    user_id: uuid.UUID | None = None
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    data: dict[str, Any] = Field(default_factory=dict)
+    version: int = 1
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "user_id": str(self.user_id) if self.user_id else "",
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "data": json.dumps(self.data, separators=(",", ":"), default=str),
+            "version": str(self.version),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> Event:
+        """Parse a stream entry; raises ``ValueError`` for a malformed one."""
+        decoded = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
+        try:
+            return cls(
+                id=uuid.UUID(decoded["id"]),
+                type=decoded["type"],
+                user_id=uuid.UUID(decoded["user_id"]) if decoded.get("user_id") else None,
+                occurred_at=datetime.fromisoformat(decoded["occurred_at"]),
+                data=json.loads(decoded.get("data") or "{}"),
+                version=int(decoded.get("version") or 1),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed event: {exc}") from exc

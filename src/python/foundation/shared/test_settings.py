@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from foundation.shared.settings import ServiceSettings
+
+
+class SecretiveSettings(ServiceSettings):
+    api_secret: SecretStr | None = None
+
+    def required_secrets(self) -> dict[str, Any]:
+        return {"api_secret": self.api_secret}
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("DB_POOL_SIZE", "3")
+    settings = ServiceSettings()
+    assert settings.database_url == "postgresql://u@h/db"
+    assert settings.log_level == "DEBUG"
+    assert settings.db_pool_size == 3
+
+
+def test_production_refuses_a_missing_secret_naming_it() -> None:
+    with pytest.raises(ValidationError, match="API_SECRET must be set"):
+        SecretiveSettings(environment="production")
+
+
+def test_production_refuses_an_example_secret() -> None:
+    with pytest.raises(ValidationError, match="API_SECRET still holds an example value"):
+        SecretiveSettings(environment="production", api_secret="change-me-please")
+
+
+def test_development_accepts_missing_secrets_and_production_real_ones() -> None:
+    assert SecretiveSettings().api_secret is None
+    real = SecretiveSettings(environment="production", api_secret="k8Qw2vZ9u1TqLx0")
+    assert real.is_production
+
+
+def test_invalid_setting_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        ServiceSettings(db_pool_size=0)
