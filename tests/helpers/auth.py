@@ -28,7 +28,9 @@ class TestSigner:
     def __init__(self, kid: str | None = None, algorithm: str = "EdDSA") -> None:
         self.algorithm = algorithm
         self.private_key: Any = (
-            ed25519.Ed25519PrivateKey.generate() if algorithm == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
+            ed25519.Ed25519PrivateKey.generate()
+            if algorithm == "EdDSA"
+            else ec.generate_private_key(ec.SECP256R1())
         )
         self.kid = kid or uuid.uuid4().hex[:16]
 

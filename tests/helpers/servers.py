@@ -20,7 +20,7 @@ from foundation.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 @pytest.fixture(scope="session")
 def _embedded_root() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="foundation-test-") as root:
-        os.chmod(root, 0o755)  # PostgreSQL may run as an unprivileged user
+        os.chmod(root, 0o755)  # noqa: S103 - PostgreSQL may run as an unprivileged user
         yield Path(root)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -67,9 +68,17 @@ async def test_wrong_claims_are_refused(overrides: dict[str, object], code: str)
 async def test_missing_required_claim_is_refused() -> None:
     signer = TestSigner()
     token = jwt.encode(
-        {"iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "sub": str(uuid.uuid4()), "exp": int(time.time()) + 60,
-         "iat": int(time.time()), "jti": "x"},
-        signer.private_key, algorithm="EdDSA", headers={"kid": signer.kid, "typ": "at+jwt"},
+        {
+            "iss": TEST_ISSUER,
+            "aud": TEST_AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "exp": int(time.time()) + 60,
+            "iat": int(time.time()),
+            "jti": "x",
+        },
+        signer.private_key,
+        algorithm="EdDSA",
+        headers={"kid": signer.kid, "typ": "at+jwt"},
     )
     await expect_refused(test_verifier(signer), token)
 
@@ -87,8 +96,15 @@ async def test_hmac_signed_with_the_public_key_is_refused() -> None:
     # The classic key-confusion attack: HS256 with the public key as the shared secret.
     public_bytes = json.dumps(signer.public_jwk).encode()
     header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": signer.kid}).encode())
-    claims = {"iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "sub": str(uuid.uuid4()), "sid": str(uuid.uuid4()),
-              "exp": int(time.time()) + 60, "iat": int(time.time()), "jti": "x"}
+    claims = {
+        "iss": TEST_ISSUER,
+        "aud": TEST_AUDIENCE,
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "exp": int(time.time()) + 60,
+        "iat": int(time.time()),
+        "jti": "x",
+    }
     signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
     signature = b64(hmac.new(public_bytes, signing_input.encode(), hashlib.sha256).digest())
     forged = f"{signing_input}.{signature}"
@@ -113,8 +129,16 @@ def test_unsafe_algorithms_cannot_be_configured() -> None:
 def test_jwks_parsing_skips_symmetric_private_and_broken_keys() -> None:
     signer = TestSigner()
     private = dict(signer.public_jwk, kid="leaked", d="AAAA")
-    keys = parse_jwks({"keys": [signer.public_jwk, {"kty": "oct", "kid": "h", "k": "c2VjcmV0"}, private,
-                                {"kty": "OKP", "kid": "broken", "crv": "Ed25519", "x": "!!"}]})
+    keys = parse_jwks(
+        {
+            "keys": [
+                signer.public_jwk,
+                {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+                private,
+                {"kty": "OKP", "kid": "broken", "crv": "Ed25519", "x": "!!"},
+            ]
+        }
+    )
     assert list(keys) == [signer.kid]
 
 
@@ -126,11 +150,11 @@ async def test_warm_cache_never_outlives_the_token() -> None:
     assert await verifier.verify(token) is first  # served warm
     deadline = first.expires_at + 0.05
     while time.time() < deadline:
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     await expect_refused(verifier, token, "token_expired")
 
 
-@pytest.fixture
+@pytest.fixture()
 async def jwks_server(unused_tcp_port: int) -> AsyncIterator[tuple[str, dict[str, object]]]:
     state: dict[str, object] = {"jwks": {"keys": []}, "hits": 0, "fail": False}
 
@@ -160,7 +184,7 @@ async def test_jwks_source_refetches_once_on_unknown_kid_for_rotation(jwks_serve
         await verifier.verify(old.issue())
         assert state["hits"] == 1
         state["jwks"] = {"keys": [old.public_jwk, new.public_jwk]}  # rotation at auth-service
-        time.sleep(0.25)
+        await asyncio.sleep(0.25)
         await verifier.verify(new.issue())
         assert state["hits"] == 2
         # Unknown kids cannot make it fetch more than once per interval.
@@ -169,7 +193,7 @@ async def test_jwks_source_refetches_once_on_unknown_kid_for_rotation(jwks_serve
         assert state["hits"] <= 3
         # auth-service down: the keys already known keep working.
         state["fail"] = True
-        time.sleep(0.25)
+        await asyncio.sleep(0.25)
         await expect_refused(verifier, TestSigner().issue())
         assert (await verifier.verify(old.issue())).roles == frozenset()
     finally:

@@ -25,7 +25,7 @@ from foundation.shared.errors import Unauthorized
 from foundation.shared.settings import ServiceSettings
 
 ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256")
-TOKEN_TYPE = "at+jwt"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
 def _invalid(detail: str) -> Unauthorized:
@@ -119,4 +119,6 @@ class TokenVerifier:
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     if not settings.jwks_url:
         raise RuntimeError("JWKS_URL is not set: point it at auth-service's /auth/.well-known/jwks.json")
-    return TokenVerifier(JwksKeySource(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    return TokenVerifier(
+        JwksKeySource(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )

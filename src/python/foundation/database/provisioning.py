@@ -40,5 +40,7 @@ def ensure_database(url: str) -> bool:
 
 def drop_database(url: str) -> None:
     name = make_url(url.replace("postgres://", "postgresql://", 1)).database
+    if not name:
+        raise ValueError("the database URL names no database")
     with psycopg.connect(server_dsn(url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

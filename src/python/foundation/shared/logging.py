@@ -36,12 +36,15 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         _add_service(service),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if use_console
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Drop lines below the level before any other work is done for them.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -24,6 +24,7 @@ class Cli:
         default_factory=dict
     )
     reload_paths: Sequence[str] = ()
+    port_env: str = "PORT"  # the environment variable that may set the port
 
     def command(
         self, name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None
@@ -38,7 +39,7 @@ class Cli:
         parser = argparse.ArgumentParser(prog=self.name)
         sub = parser.add_subparsers(dest="command")
         serve = sub.add_parser("serve", help="serve the HTTP API (default)")
-        add_serve_arguments(serve, self.default_port)
+        add_serve_arguments(serve, self.default_port, self.port_env)
         for name, (help_text, _, arguments) in self.commands.items():
             command_parser = sub.add_parser(name, help=help_text)
             if arguments:
@@ -56,9 +57,11 @@ class Cli:
         return self.commands[args.command][1](args)
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
+def add_serve_arguments(parser: argparse.ArgumentParser, default_port: int, port_env: str = "PORT") -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", default_port)))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get(port_env) or os.environ.get("PORT") or default_port)
+    )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 1)))
     parser.add_argument("--reload", action="store_true", help="restart when source files change")
     parser.add_argument("--ssl-certfile", default=os.environ.get("TLS_CERT_FILE"))
@@ -81,7 +84,7 @@ def serve(app_factory: str, args: argparse.Namespace, reload_paths: Sequence[str
         interface=Interfaces.ASGI,
         workers=args.workers,
         factory=True,
-        loop=Loops.uvloop,
+        loop=Loops.auto,  # uvloop when installed (it is, in every PEX)
         http=HTTPModes.auto,
         log_access=False,
         **kwargs,  # type: ignore[arg-type]

@@ -40,9 +40,7 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     environment: Environment = Environment.development
 
-    database_url: str | None = Field(
-        default=None, description="postgresql+psycopg://user:pass@host:5432/db"
-    )
+    database_url: str | None = Field(default=None, description="postgresql+psycopg://user:pass@host:5432/db")
     redis_url: str | None = Field(default=None, description="redis://host:6379/0")
     redis_key_prefix: str = Field(
         default="", description="Prefix for every Redis key and stream (tests isolate with it)."

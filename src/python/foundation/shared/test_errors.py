@@ -110,9 +110,9 @@ async def test_unhandled_error_hides_internals(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.ERROR):
         async with serve_app(app) as client:
             # ServerErrorMiddleware re-raises after answering; the client must see only the 500.
-            transport_app = client._transport  # noqa: SLF001
+            transport_app = client._transport
             assert transport_app is not None
-            client._transport = type(transport_app)(app=app, raise_app_exceptions=False)  # noqa: SLF001
+            client._transport = type(transport_app)(app=app, raise_app_exceptions=False)
             response = await client.get("/boom")
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

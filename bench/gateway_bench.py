@@ -1,0 +1,370 @@
+"""Benchmark: an authenticated GET straight to a service vs. the same through the gateway.
+
+Everything on loopback, one Granian worker per app, started and stopped by this script:
+Redis (``REDIS_URL`` or embedded), a minimal service that checks the token itself the way
+every service does (JWT verify + Redis session deny-list), and the gateway in front of it
+(JWT verify, deny-list, rate limit in Redis, proxy).
+
+1. Peak: ``wrk -t1 -c32`` for ``--seconds``, alternating direct and gateway for ``--rounds``;
+   the medians of requests/s, p50 and p99.
+2. Half load: an open-loop generator (a separate process) sends at half the gateway's peak
+   rate to each; the p99 difference is the latency the gateway adds.
+
+    PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10]
+
+Targets (docs/performance.md): gateway >= 50 % of direct throughput; p99 added < 5 ms at half
+of the gateway's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.dependencies import CurrentPrincipal
+from foundation.auth.keys import StaticKeySource
+from foundation.auth.verifier import TokenVerifier
+from foundation.shared.errors import install_error_handlers
+from foundation.shared.logging import RequestContextMiddleware, configure_logging
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHONPATH = f"{REPO / 'src/python'}:{REPO}:{REPO / 'bench'}"
+ISSUER, AUDIENCE = "http://127.0.0.1:8000/auth", "foundation-api"
+
+
+# --- the service under test (runs in its own process) -------------------------------------
+
+
+def create_service_app() -> Any:
+    """A minimal authenticated service: verifies the token and checks the deny-list."""
+    jwks = json.loads(os.environ["BENCH_JWKS"])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+        app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
+        app.state.session_denylist = SessionDenyList(redis, os.environ.get("REDIS_KEY_PREFIX", ""))
+        yield
+        await redis.aclose()
+
+    configure_logging("bench-service", os.environ.get("LOG_LEVEL", "WARNING"), "json")
+    app = FastAPI(lifespan=lifespan, docs_url=None, openapi_url=None)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)  # as in every service (create_service_app)
+
+    @app.get("/history/bench")
+    async def bench(principal: CurrentPrincipal) -> dict[str, str]:
+        return {"user_id": str(principal.user_id)}
+
+    @app.get("/auth/.well-known/jwks.json")
+    async def keys() -> dict[str, Any]:
+        return jwks
+
+    @app.get("/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_service(port: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    Granian(
+        "gateway_bench:create_service_app",
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=1,
+        loop=Loops.uvloop,
+        log_access=False,
+        log_enabled=False,
+    ).serve()
+
+
+# --- open-loop load at a fixed rate (runs in its own process) -----------------------------
+
+
+async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[str, float]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as client:
+
+        async def one(scheduled: float) -> None:
+            nonlocal errors
+            try:
+                async with client.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            # From when it was due, not when it was sent: no coordinated omission.
+            latencies.append(time.perf_counter() - scheduled)
+
+        # warm the pool
+        await asyncio.gather(*(one(time.perf_counter()) for _ in range(32)))
+        latencies.clear()
+        start = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "sent": total,
+        "achieved_rps": total / elapsed,
+        "errors": errors,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    from foundation.devstack.embedded import free_port as pick
+
+    return pick()
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port}")
+
+
+def wrk(url: str, token: str, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {token}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match[1]), match[2]
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "p50_ms": latency("50%"),
+        "p99_ms": latency("99%"),
+        "non_2xx": int(non_2xx[1]) if non_2xx else 0,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (Granian runs its worker as a child)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its latencies belong to it)."""
+    return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+
+
+def at_rate(url: str, token: str, rate: float, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--_rate", url, token, str(rate), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        timeout=seconds * 3 + 60,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="per wrk run (and per fixed-rate run)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway peak runs")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is needed (apt-get install wrk)")
+        return 2
+    sys.path[:0] = PYTHONPATH.split(":")
+    from tests.helpers.auth import TestSigner
+
+    signer = TestSigner()
+    token = signer.issue(ttl=3600)
+    with ExitStack() as stack:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            from foundation.devstack.embedded import EmbeddedRedis
+
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-"))
+            redis = EmbeddedRedis(Path(folder)).start()
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+        env = {
+            **os.environ,
+            "PYTHONPATH": PYTHONPATH,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": prefix,
+            "BENCH_JWKS": json.dumps(signer.jwks),
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+        }
+        service_port, gateway_port = free_port(), free_port()
+        service = subprocess.Popen(
+            [sys.executable, __file__, "--_service", str(service_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(service.wait, 10)
+        stack.callback(service.terminate)
+        service_url = f"http://127.0.0.1:{service_port}"
+        gateway_env = {
+            **env,
+            "AUTH_URL": service_url,
+            "HISTORY_URL": service_url,
+            "STATS_URL": service_url,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+            "RATE_LIMIT_USER": "1000000000/60",
+        }  # counted in Redis, never refused
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "foundation.gateway.main", "serve", "--port", str(gateway_port)],
+            env=gateway_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(gateway.wait, 10)
+        stack.callback(gateway.terminate)
+        wait_port(service_port)
+        wait_port(gateway_port)
+        direct_url = f"{service_url}/history/bench"
+        gateway_url = f"http://127.0.0.1:{gateway_port}/history/bench"
+        wrk(direct_url, token, 2, args.connections)  # warm-up (imports, pools, JWKS fetch)
+        wrk(gateway_url, token, 2, args.connections)
+
+        # Alternate the two, round after round, and keep the median of each: on a shared
+        # machine the load from other processes changes from one run to the next.
+        rounds: list[tuple[dict[str, float], dict[str, float]]] = []
+        cpu: dict[str, list[float]] = {"direct: service": [], "gateway: gateway": [], "gateway: service": []}
+        for _ in range(args.rounds):
+            before = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            direct_run = wrk(direct_url, token, args.seconds, args.connections)
+            middle = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            gateway_run = wrk(gateway_url, token, args.seconds, args.connections)
+            after = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            rounds.append((direct_run, gateway_run))
+            direct_count = direct_run["rps"] * args.seconds
+            gateway_count = gateway_run["rps"] * args.seconds
+            cpu["direct: service"].append((middle[0] - before[0]) / direct_count * 1e6)
+            cpu["gateway: gateway"].append((after[1] - middle[1]) / gateway_count * 1e6)
+            cpu["gateway: service"].append((after[0] - middle[0]) / gateway_count * 1e6)
+        direct = median_run([d for d, _ in rounds])
+        through = median_run([g for _, g in rounds])
+        rate = through["rps"] / 2
+        direct_half = at_rate(direct_url, token, rate, args.seconds)
+        through_half = at_rate(gateway_url, token, rate, args.seconds)
+
+    ratios = sorted(g["rps"] / d["rps"] for d, g in rounds)
+    ratio = ratios[len(ratios) // 2]
+    added_p99 = through_half["p99_ms"] - direct_half["p99_ms"]
+    print(
+        f"authenticated GET, wrk -t1 -c{args.connections}, {args.seconds} s per run, medians of "
+        f"{args.rounds} alternating rounds, one Granian worker per app"
+    )
+    print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
+    for name, row in (("direct to service", direct), ("through gateway", through)):
+        print(
+            f"{name:22}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['non_2xx']:>9.0f}"
+        )
+    print(
+        f"gateway / direct throughput: {ratio:.0%} (median of {args.rounds} rounds: "
+        f"{', '.join(f'{r:.0%}' for r in ratios)}; target >= 50 %)"
+    )
+    medians = {name: sorted(values)[len(values) // 2] for name, values in cpu.items()}
+    print(
+        "CPU per request (machine-load independent): "
+        f"direct {medians['direct: service']:.0f} us in the service; "
+        f"through the gateway {medians['gateway: gateway']:.0f} us in the gateway "
+        f"+ {medians['gateway: service']:.0f} us in the service"
+    )
+    print(f"at half the gateway's peak ({rate:.0f} req/s, open loop, from when each request was due):")
+    for name, row in (("direct to service", direct_half), ("through gateway", through_half)):
+        print(
+            f"{name:22}{row['achieved_rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['errors']:>9.0f}"
+        )
+    print(f"p99 added by the gateway: {added_p99:.2f} ms (target < 5 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--_service":
+        serve_service(int(sys.argv[2]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--_rate":
+        url, token, rate, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+        print(json.dumps(asyncio.run(fixed_rate(url, token, rate, seconds))))
+    else:
+        raise SystemExit(main())

@@ -1,0 +1,34 @@
+output "address" {
+  description = "Host name of the instance."
+  value       = aws_db_instance.this.address
+}
+
+output "port" {
+  description = "Port of the instance."
+  value       = aws_db_instance.this.port
+}
+
+output "database_name" {
+  description = "Database name."
+  value       = aws_db_instance.this.db_name
+}
+
+output "username" {
+  description = "Master user name."
+  value       = aws_db_instance.this.username
+}
+
+output "master_user_secret_arn" {
+  description = "Secrets Manager secret holding the master credentials (managed and rotated by RDS)."
+  value       = aws_db_instance.this.master_user_secret[0].secret_arn
+}
+
+output "kms_key_arn" {
+  description = "The key that encrypts the instance, its secret and its logs (readers of the secret need kms:Decrypt)."
+  value       = aws_kms_key.this.arn
+}
+
+output "security_group_id" {
+  description = "The instance's security group."
+  value       = aws_security_group.this.id
+}

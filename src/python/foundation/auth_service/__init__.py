@@ -1,0 +1,1 @@
+"""Auth service: Accounts, passwords, sessions, tokens, Google and Apple sign-in."""

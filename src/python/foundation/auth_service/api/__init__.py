@@ -1,0 +1,1 @@
+"""HTTP routers: the thin layer; logic lives in services/."""

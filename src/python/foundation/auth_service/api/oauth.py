@@ -1,0 +1,197 @@
+"""``/auth/oauth/{provider}/...``: sign in with Google or Apple, link and unlink them.
+
+The router carries its own lifespan (FastAPI merges it into the app's when included): it
+builds the providers, the Redis state store and the token cipher from the settings once the
+app's own lifespan has set up Redis and the session service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from foundation.auth.dependencies import CurrentPrincipal, get_principal
+from foundation.auth.encryption import token_cipher
+from foundation.auth.oauth import OAuthProviders, OAuthSettings, OAuthStateStore
+from foundation.auth.principal import Principal
+from foundation.auth_service.api.deps import Client, DbSession
+from foundation.auth_service.api.schemas import TokenResponse
+from foundation.auth_service.api.tokens import NO_STORE
+from foundation.auth_service.services.oauth import CallbackData, OAuthService
+from foundation.shared.errors import AppError
+from foundation.shared.logging import get_logger
+from foundation.shared.redis import Keys
+
+log = get_logger(__name__)
+
+Provider = Annotated[str, Field(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@asynccontextmanager
+async def oauth_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
+    if not isinstance(settings, OAuthSettings):
+        log.warning("oauth settings missing: Google and Apple sign-in are off")
+        settings = OAuthSettings()
+    providers = OAuthProviders.from_settings(settings)
+    cipher = None
+    if providers.names:  # a development key is made only when something will use it
+        keys = settings.oauth_token_encryption_keys
+        cipher = token_cipher(
+            keys.get_secret_value() if keys else None,
+            production=getattr(settings, "is_production", False),
+            data_dir=settings.oauth_data_dir,
+        )
+    app.state.oauth_service = OAuthService(
+        providers=providers,
+        states=OAuthStateStore(
+            app.state.redis, Keys(getattr(settings, "redis_key_prefix", "")), settings.oauth_state_ttl_seconds
+        ),
+        cipher=cipher,
+        sessions=app.state.session_service,
+        redirect_uris=settings.oauth_redirect_uris,
+    )
+    try:
+        yield
+    finally:
+        await providers.aclose()
+
+
+router = APIRouter(prefix="/auth/oauth", tags=["oauth"], lifespan=oauth_lifespan)
+
+
+def get_oauth(request: Request) -> OAuthService:
+    service: OAuthService = request.app.state.oauth_service
+    return service
+
+
+OAuth = Annotated[OAuthService, Depends(get_oauth)]
+
+
+class AuthorizationUrl(BaseModel):
+    authorization_url: str
+
+
+class CallbackBody(BaseModel):
+    """``{code, state}`` (JSON or Apple's form_post, which adds ``id_token`` and ``user``),
+    or ``{id_token, nonce}`` from a native app."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: str | None = Field(default=None, min_length=1, max_length=2048)
+    state: str | None = Field(default=None, min_length=1, max_length=256)
+    id_token: str | None = Field(default=None, min_length=1, max_length=16_384)
+    nonce: str | None = Field(default=None, min_length=16, max_length=512)
+    user: str | dict[str, Any] | None = Field(default=None, description="Apple: the name, first time only.")
+    error: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> CallbackBody:
+        web = bool(self.state and (self.code or self.error))
+        native = bool(self.id_token and self.nonce)
+        if not (web or native):
+            raise ValueError(
+                "send {code, state} from the provider's redirect, or {id_token, nonce} from an app"
+            )
+        return self
+
+    def data(self) -> CallbackData:
+        web = bool(self.state and (self.code or self.error))
+        return CallbackData(
+            code=self.code if web else None,
+            state=self.state if web else None,
+            # A form_post id_token is ignored: the one from the token endpoint is authoritative.
+            id_token=None if web else self.id_token,
+            nonce=None if web else self.nonce,
+            user=self.user,
+            error=self.error if web else None,
+        )
+
+
+async def callback_body(request: Request) -> CallbackBody:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw: Any
+    if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.form()
+        raw = {key: value for key, value in form.items() if isinstance(value, str)}
+    else:
+        try:
+            raw = await request.json()
+        except ValueError:
+            raw = None
+    try:
+        return CallbackBody.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err.get("loc", ()))} for err in exc.errors(include_url=False)]
+        ) from exc
+
+
+Callback = Annotated[CallbackBody, Depends(callback_body)]
+
+
+class LinkOut(BaseModel):
+    provider: str
+    linked_at: str
+
+
+async def optional_principal(request: Request, link: bool = False) -> Principal | None:
+    return await get_principal(request) if link else None
+
+
+@router.get("/{provider}/authorize", response_model=AuthorizationUrl)
+async def authorize(
+    provider: Provider,
+    oauth: OAuth,
+    redirect_uri: Annotated[str, Query(min_length=1, max_length=2048)],
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    link: bool = False,
+) -> AuthorizationUrl:
+    """The provider's sign-in URL (state, nonce and PKCE S256 kept server-side for a few
+    minutes). `link=true` (signed in) starts linking the provider to the current account.
+    404 `unknown_provider` / `provider_not_configured`; 400 `redirect_uri_not_allowed`."""
+    url = await oauth.authorization_url(
+        provider, redirect_uri, link_user_id=principal.user_id if principal else None
+    )
+    return AuthorizationUrl(authorization_url=url)
+
+
+@router.post("/{provider}/callback", response_model=TokenResponse)
+async def callback(
+    provider: Provider, body: Callback, oauth: OAuth, db: DbSession, client: Client, response: Response
+) -> TokenResponse:
+    """Finish signing in: the same token pair as a password login. 400 `invalid_state` /
+    `invalid_grant`; 401 `invalid_id_token`; 409 `account_exists` when an account already
+    has the provider's email (sign in to it and link instead); 502 `provider_unavailable`."""
+    pair = await oauth.sign_in(db, provider, body.data(), client)
+    response.headers.update(NO_STORE)
+    return TokenResponse(
+        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
+    )
+
+
+@router.post("/{provider}/link", response_model=LinkOut)
+async def link(
+    provider: Provider, body: Callback, principal: CurrentPrincipal, oauth: OAuth, db: DbSession
+) -> LinkOut:
+    """Link the provider account to the signed-in user (same inputs as the callback; a web
+    flow must start at `authorize?link=true`). 409 `provider_account_in_use` /
+    `provider_already_linked`."""
+    row = await oauth.link(db, provider, body.data(), principal.user_id)
+    return LinkOut(provider=row.provider, linked_at=row.created_at.isoformat())
+
+
+@router.delete("/{provider}", status_code=status.HTTP_204_NO_CONTENT)
+async def unlink(provider: Provider, principal: CurrentPrincipal, oauth: OAuth, db: DbSession) -> Response:
+    """Unlink the provider and revoke its stored token. 404 `provider_not_linked`; 409
+    `last_sign_in_method` when the account would have no way left to sign in."""
+    await oauth.unlink(db, provider, principal.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+__all__ = ["AppError", "router"]

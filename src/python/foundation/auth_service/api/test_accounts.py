@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from foundation.events import schema
+from tests.helpers.auth import TestSigner, bearer
+from tests.helpers.users import STRONG_PASSWORD, login, register, signed_in_user, unique_email
+
+
+async def test_register_creates_the_user_and_records_the_event(
+    client: httpx.AsyncClient, outbox: Callable[..., Any]
+) -> None:
+    email = unique_email()
+    response = await client.post("/auth/register", json={"email": email, "password": STRONG_PASSWORD})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "email", "created_at"}
+    assert body["email"] == email
+    assert await outbox(uuid.UUID(body["id"])) == [(schema.USER_REGISTERED, {"method": "password"})]
+
+
+async def test_register_refuses_the_same_email_in_another_case(client: httpx.AsyncClient) -> None:
+    email = unique_email("Case")
+    await register(client, email)
+    response = await client.post("/auth/register", json={"email": email.upper(), "password": STRONG_PASSWORD})
+    assert response.status_code == 409
+    assert response.json()["code"] == "email_taken"
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("Ab1!xyz", "to 128 characters"),
+        ("x7#Lq" * 26, "to 128 characters"),
+        ("password123", "common"),
+        ("qwertyuiop", ""),
+    ],
+)
+async def test_register_refuses_short_long_and_guessable_passwords(
+    client: httpx.AsyncClient, password: str, reason: str
+) -> None:
+    response = await client.post("/auth/register", json={"email": unique_email(), "password": password})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "weak_password"
+    assert reason in body["detail"]
+    assert body["errors"][0]["field"] == "password"
+
+
+async def test_register_refuses_a_password_made_of_the_email(client: httpx.AsyncClient) -> None:
+    email = unique_email("margarethe")
+    local = email.split("@")[0]
+    response = await client.post("/auth/register", json={"email": email, "password": local})
+    assert response.status_code == 422
+    assert response.json()["code"] == "weak_password"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email", "password": STRONG_PASSWORD},
+        {"email": unique_email()},
+        {"password": STRONG_PASSWORD},
+        {},
+    ],
+)
+async def test_register_with_invalid_fields_is_422_naming_them(
+    client: httpx.AsyncClient, body: dict[str, str]
+) -> None:
+    response = await client.post("/auth/register", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+    missing = {"email", "password"} - set(body) or {"email"}
+    assert missing <= {error["field"] for error in response.json()["errors"]}
+
+
+async def test_unicode_passwords_are_normalised(client: httpx.AsyncClient) -> None:
+    # "ﬁ" (U+FB01) and "fi" are the same password after NFKC.
+    user = await register(client, password="ﬁrefly-Tundra-77-Quartz")
+    response = await client.post(
+        "/auth/login", json={"email": user.email, "password": "firefly-Tundra-77-Quartz"}
+    )
+    assert response.status_code == 200
+
+
+async def test_me_returns_the_signed_in_user(client: httpx.AsyncClient) -> None:
+    user, tokens = await signed_in_user(client)
+    response = await client.get("/auth/me", headers=tokens.headers)
+    assert response.status_code == 200
+    assert response.json()["id"] == str(user.id)
+    assert response.json()["email"] == user.email
+    assert response.json()["roles"] == []
+
+
+async def test_me_without_a_token_is_401_missing_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/auth/me")
+    assert response.status_code == 401
+    assert response.json()["code"] == "missing_token"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_me_with_a_token_from_a_foreign_key_is_401(client: httpx.AsyncClient) -> None:
+    user, _ = await signed_in_user(client)
+    forged = TestSigner().issue(user_id=user.id)
+    response = await client.get("/auth/me", headers=bearer(forged))
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+
+
+async def test_delete_me_removes_the_account_ends_sessions_and_records_the_event(
+    client: httpx.AsyncClient, outbox: Callable[..., Any]
+) -> None:
+    user, tokens = await signed_in_user(client)
+    other_device = await login(client, user)
+
+    response = await client.delete("/auth/me", headers=tokens.headers)
+    assert response.status_code == 204
+
+    assert (await client.get("/auth/me", headers=other_device.headers)).json()["code"] == "session_revoked"
+    relogin = await client.post("/auth/login", json={"email": user.email, "password": user.password})
+    assert relogin.status_code == 401
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": other_device.refresh_token})
+    assert refreshed.status_code == 401
+    assert (await outbox(user.id))[-1] == (schema.USER_DELETED, {})
+    # The email is free again.
+    await register(client, user.email)
+
+
+async def test_delete_me_without_a_token_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/auth/me")
+    assert response.status_code == 401
+
+
+async def test_events_reach_the_stream_through_the_outbox_relay(
+    make_settings: Callable[..., Any], redis_url: str, redis_prefix: str
+) -> None:
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from foundation.auth_service.app import create_app
+    from foundation.shared.redis import Keys
+    from tests.helpers.apps import serve_app
+
+    prefix = f"{redis_prefix}relay:"
+    app = create_app(
+        make_settings(outbox_relay_enabled=True, outbox_poll_interval=0.02, redis_key_prefix=prefix)
+    )
+    stream = Keys(prefix)(schema.STREAM)
+    reader = aioredis.Redis.from_url(redis_url)
+    try:
+        async with serve_app(app) as client:
+            user = await register(client)
+            deadline = time.monotonic() + 10
+            events: list[schema.Event] = []
+            while time.monotonic() < deadline:
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = await reader.xrange(stream)  # type: ignore[assignment]
+                events = [schema.Event.from_fields(fields) for _, fields in entries]
+                if any(e.user_id == user.id for e in events):
+                    break
+                await asyncio.sleep(0.02)
+        assert [(e.type, e.user_id) for e in events if e.user_id == user.id] == [
+            (schema.USER_REGISTERED, user.id)
+        ]
+    finally:
+        await reader.aclose()

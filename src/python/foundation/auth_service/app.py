@@ -1,0 +1,128 @@
+"""Auth service: the app factory. Wiring only; routes live in api/, logic in services/."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKeyStore
+from foundation.auth.verifier import TokenVerifier
+from foundation.auth_service.api import accounts, keys, oauth, sessions, tokens
+from foundation.auth_service.models import OutboxEvent
+from foundation.auth_service.repository.direct import DirectSql
+from foundation.auth_service.services.accounts import AccountService
+from foundation.auth_service.services.login_throttle import LoginThrottle
+from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy
+from foundation.auth_service.services.sessions import Lifetimes, SessionService
+from foundation.auth_service.settings import AuthServiceSettings
+from foundation.database.engine import create_engine, ping, session_factory
+from foundation.events.relay import OutboxRelay
+from foundation.shared.app import create_service_app
+from foundation.shared.redis import Keys, create_redis
+
+
+def load_signing_keys(settings: AuthServiceSettings) -> SigningKeyStore:
+    return SigningKeyStore.from_config(
+        settings.signing_keys_value(),
+        settings.jwt_keys_dir,
+        token_lifetime=settings.access_token_ttl,
+        generate_if_missing=not settings.is_production,
+    )
+
+
+def create_app(
+    settings: AuthServiceSettings | None = None, *, token_verifier: TokenVerifier | None = None
+) -> FastAPI:
+    settings = settings or AuthServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        redis = create_redis(settings)
+        app.state.redis = redis
+
+        signing_keys = load_signing_keys(settings)
+        app.state.signing_keys = signing_keys
+        # auth-service verifies its own tokens against its own keys: no HTTP round trip.
+        app.state.token_verifier = token_verifier or TokenVerifier(
+            LocalKeySource(signing_keys), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        denylist = SessionDenyList(redis, settings.redis_key_prefix)
+        app.state.session_denylist = denylist
+        app.state.trusted_proxies = tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
+        )
+
+        direct = DirectSql(settings)
+        await direct.open()
+        app.state.direct_sql = direct
+        hasher = PasswordHasher(
+            settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+        )
+        session_service = SessionService(
+            hasher=hasher,
+            issuer=AccessTokenIssuer(
+                signing_keys,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                lifetime=settings.access_token_ttl,
+            ),
+            throttle=LoginThrottle(
+                redis,
+                Keys(settings.redis_key_prefix),
+                per_account=settings.login_max_failures_per_account,
+                per_ip=settings.login_max_failures_per_ip,
+                window=settings.login_failure_window,
+            ),
+            denylist=denylist,
+            direct=direct,
+            lifetimes=Lifetimes(
+                idle=timedelta(seconds=settings.session_idle_timeout),
+                absolute=timedelta(seconds=settings.session_absolute_lifetime),
+                grace=timedelta(seconds=settings.refresh_grace_seconds),
+            ),
+        )
+        app.state.session_service = session_service
+        app.state.account_service = AccountService(
+            hasher=hasher,
+            policy=PasswordPolicy(
+                settings.password_min_length, settings.password_max_length, settings.password_min_score
+            ),
+            sessions=session_service,
+        )
+
+        relay = OutboxRelay(
+            app.state.sessions,
+            redis,
+            OutboxEvent,
+            prefix=settings.redis_key_prefix,
+            poll_interval=settings.outbox_poll_interval,
+        )
+        if settings.outbox_relay_enabled:
+            relay.start()
+        app.state.outbox_relay = relay
+        try:
+            yield
+        finally:
+            await relay.aclose()
+            await direct.close()
+            await redis.aclose()
+            await engine.dispose()
+
+    return create_service_app(
+        settings,
+        title="Auth service",
+        description="Accounts, passwords, sessions, tokens, Google and Apple sign-in.",
+        # oauth.router brings its own lifespan (providers, state store, token cipher), run
+        # after the app's own one has set up Redis and the session service.
+        routers=[accounts.router, tokens.router, sessions.router, keys.router, oauth.router],
+        lifespan=lifespan,
+        checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
+    )

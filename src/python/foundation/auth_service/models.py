@@ -1,0 +1,100 @@
+"""Auth service database models: users, their OAuth links, sessions, and the event outbox.
+
+A *session* (what a user sees in ``GET /auth/sessions`` and what ``sid`` names in access
+tokens) is a refresh-token family: the rows of ``sessions`` sharing a ``family_id``. Each
+row is one refresh token generation; rotating a token adds a row and points the old one at
+it (``replaced_by_id``). Only the token's SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from foundation.database.base import Timestamps, UUIDPrimaryKey, new_base
+from foundation.events.outbox import outbox_model
+
+if TYPE_CHECKING:  # new_base() makes a fresh class; type checkers see its base
+    from sqlalchemy.orm import DeclarativeBase as Base
+else:
+    Base = new_base()
+
+
+class User(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "users"
+    __table_args__ = (Index("uq_users_email_lower", func.lower(text("email")), unique=True),)
+
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The name a provider shared (Apple: on the first authorization only).
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    roles: Mapped[list[str]] = mapped_column(
+        ARRAY(String(50)), default=list, server_default=text("'{}'::varchar[]")
+    )
+
+
+class OAuthProvider(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "oauth_providers"
+    __table_args__ = (UniqueConstraint("provider", "provider_id", name="uq_oauth_providers_provider_id"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[str] = mapped_column(String(255))
+    # Encrypted at rest (foundation.auth token encryption); never stored in the clear.
+    access_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refresh_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Session(UUIDPrimaryKey, Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_family_id", "family_id"),
+        Index(
+            "ix_sessions_user_live",
+            "user_id",
+            postgresql_where=text("replaced_by_id IS NULL AND revoked_at IS NULL"),
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # SHA-256 of the refresh token.
+    token: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    family_id: Mapped[uuid.UUID] = mapped_column()
+    # When the user signed in (the family's start): the absolute lifetime counts from here.
+    authenticated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # min(created_at + idle timeout, authenticated_at + absolute lifetime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True
+    )
+    # The successor token, sealed with a key derived from this row's token: lets the
+    # immediately previous token get the same successor within the grace window.
+    successor_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+
+
+OutboxEvent = outbox_model(Base)
+
+__all__ = ["Base", "OAuthProvider", "OutboxEvent", "Session", "User"]

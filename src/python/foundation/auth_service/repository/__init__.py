@@ -1,0 +1,1 @@
+"""SQL lives here: queries over the auth database, one module per table."""

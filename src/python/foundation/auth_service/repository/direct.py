@@ -1,0 +1,61 @@
+"""A small psycopg pool for the hottest statements: one round trip each, autocommit.
+
+Sign-in and refresh each need only single-statement changes (atomic on their own), which
+this runs without SQLAlchemy's session and pool layers. Measured on this machine (see
+docs/performance.md) that layer costs several times the statement itself, which matters at
+a thousand refreshes a second. Everything else uses the SQLAlchemy session as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import make_url
+
+from foundation.database.engine import normalise_url
+from foundation.shared.settings import ServiceSettings
+
+
+def libpq_url(database_url: str) -> str:
+    return (
+        make_url(normalise_url(database_url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
+class DirectSql:
+    def __init__(self, settings: ServiceSettings) -> None:
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        options: dict[str, Any] = {"autocommit": True, "application_name": settings.service_name}
+        if settings.db_transaction_pooling:
+            options["prepare_threshold"] = None  # PgBouncer in transaction mode
+        self.pool = AsyncConnectionPool(
+            libpq_url(settings.database_url),
+            min_size=1,
+            max_size=settings.db_pool_size,
+            timeout=settings.db_pool_timeout,
+            max_idle=max(60.0, float(settings.db_pool_recycle) if settings.db_pool_recycle > 0 else 600.0),
+            kwargs=options,
+            open=False,
+            name=f"{settings.service_name}-direct",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetch_one(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(sql, params)  # type: ignore[arg-type]
+            return await cursor.fetchone()
+
+    async def execute(self, sql: str, params: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(sql, params)  # type: ignore[arg-type]

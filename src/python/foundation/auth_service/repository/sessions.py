@@ -1,0 +1,243 @@
+"""Queries over ``sessions``: one row per refresh-token generation, grouped by family."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from foundation.auth_service.models import Session, User
+from foundation.auth_service.repository.direct import DirectSql
+from foundation.events.schema import TOKEN_REFRESHED
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A refresh-token row with what a refresh needs of its user."""
+
+    session: Session
+    roles: list[str]
+    user_active: bool
+
+
+_START = """
+    WITH session AS (
+        INSERT INTO sessions
+            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip)
+        VALUES (%(id)s, %(user_id)s, %(token)s, %(id)s, %(now)s, %(now)s, %(expires_at)s,
+                %(user_agent)s, %(ip)s)
+    )
+    INSERT INTO outbox (event_id, type, user_id, occurred_at, data, version)
+    VALUES (%(event_id)s, %(event_type)s, %(user_id)s, %(now)s, %(event_data)s::jsonb, 1)
+"""
+
+
+async def start(
+    direct: DirectSql,
+    *,
+    family_id: uuid.UUID,
+    user_id: uuid.UUID,
+    token_hash: bytes,
+    now: datetime,
+    expires_at: datetime,
+    user_agent: str | None,
+    ip: str | None,
+    event_type: str,
+    event_data: dict[str, Any],
+) -> None:
+    """A new session (its first token generation) and its outbox event, in one statement."""
+    await direct.execute(
+        _START,
+        {
+            "id": family_id,
+            "user_id": user_id,
+            "token": token_hash,
+            "now": now,
+            "expires_at": expires_at,
+            "user_agent": user_agent,
+            "ip": ip,
+            "event_id": uuid.uuid4(),
+            "event_type": event_type,
+            "event_data": json.dumps(event_data, separators=(",", ":")),
+        },
+    )
+
+
+async def add(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    token_hash: bytes,
+    family_id: uuid.UUID,
+    authenticated_at: datetime,
+    created_at: datetime,
+    expires_at: datetime,
+    user_agent: str | None,
+    ip: str | None,
+    session_id: uuid.UUID | None = None,
+) -> Session:
+    row = Session(
+        id=session_id or uuid.uuid4(),
+        user_id=user_id,
+        token=token_hash,
+        family_id=family_id,
+        authenticated_at=authenticated_at,
+        created_at=created_at,
+        expires_at=expires_at,
+        user_agent=user_agent,
+        ip=ip,
+    )
+    db.add(row)
+    return row
+
+
+async def lock_by_token(db: AsyncSession, token_hash: bytes) -> TokenRow | None:
+    """The row holding this token, locked until the transaction ends (``FOR UPDATE``).
+
+    Concurrent refreshes with one token queue here, so exactly one of them rotates it.
+    """
+    result = await db.execute(
+        select(Session, User.roles, User.is_active)
+        .join(User, User.id == Session.user_id)
+        .where(Session.token == token_hash)
+        .with_for_update(of=Session)
+    )
+    found = result.one_or_none()
+    if found is None:
+        return None
+    return TokenRow(found[0], list(found[1] or []), bool(found[2]))
+
+
+# The common refresh in one statement: rotate a live token of an active user, add its
+# successor and the outbox event. A concurrent refresh of the same token waits on the row
+# lock, then finds it replaced (no row) and takes the careful path (grace window or reuse).
+_ROTATE_LIVE = """
+    WITH old AS (
+        UPDATE sessions AS s
+        SET replaced_by_id = %(successor_id)s, last_used_at = %(now)s, successor_sealed = %(sealed)s
+        FROM users AS u
+        WHERE s.token = %(token)s AND s.replaced_by_id IS NULL AND s.revoked_at IS NULL
+          AND s.expires_at > %(now)s AND u.id = s.user_id AND u.is_active
+        RETURNING s.user_id, s.family_id, s.authenticated_at, u.roles
+    ), successor AS (
+        INSERT INTO sessions
+            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip)
+        SELECT %(successor_id)s, user_id, %(successor_token)s, family_id, authenticated_at, %(now)s,
+               LEAST(%(now)s + %(idle)s, authenticated_at + %(absolute)s), %(user_agent)s, %(ip)s
+        FROM old
+    ), event AS (
+        INSERT INTO outbox (event_id, type, user_id, occurred_at, data, version)
+        SELECT %(event_id)s, %(event_type)s, user_id, %(now)s,
+               jsonb_build_object('session_id', family_id::text), 1
+        FROM old
+    )
+    SELECT user_id, family_id, roles FROM old
+"""
+
+
+@dataclass(frozen=True)
+class Rotated:
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    roles: list[str]
+
+
+async def rotate_live(
+    direct: DirectSql,
+    *,
+    token_hash: bytes,
+    successor_id: uuid.UUID,
+    successor_hash: bytes,
+    sealed: bytes,
+    now: datetime,
+    idle: timedelta,
+    absolute: timedelta,
+    user_agent: str | None,
+    ip: str | None,
+) -> Rotated | None:
+    """Rotate the token if it is live (records ``token.refreshed``); None otherwise."""
+    row = await direct.fetch_one(
+        _ROTATE_LIVE,
+        {
+            "token": token_hash,
+            "successor_id": successor_id,
+            "successor_token": successor_hash,
+            "sealed": sealed,
+            "now": now,
+            "idle": idle,
+            "absolute": absolute,
+            "user_agent": user_agent,
+            "ip": ip,
+            "event_id": uuid.uuid4(),
+            "event_type": TOKEN_REFRESHED,
+        },
+    )
+    if row is None:
+        return None
+    return Rotated(row["user_id"], row["family_id"], list(row["roles"] or []))
+
+
+async def lock(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
+    result = await db.execute(select(Session).where(Session.id == session_id).with_for_update())
+    return result.scalar_one_or_none()
+
+
+async def revoke_family(db: AsyncSession, family_id: uuid.UUID, now: datetime) -> int:
+    result = await db.execute(
+        update(Session)
+        .where(Session.family_id == family_id, Session.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def revoke_user_families(
+    db: AsyncSession, user_id: uuid.UUID, now: datetime, family_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Revoke the user's live families (or just ``family_id``); returns the ones revoked."""
+    condition = [Session.user_id == user_id, Session.revoked_at.is_(None)]
+    if family_id is not None:
+        condition.append(Session.family_id == family_id)
+    result = await db.execute(
+        update(Session)
+        .where(*condition)
+        .values(revoked_at=now)
+        .returning(Session.family_id, Session.expires_at)
+    )
+    return sorted({family for family, expires_at in result.all() if expires_at > now})
+
+
+def _live(now: datetime) -> list[object]:
+    return [Session.replaced_by_id.is_(None), Session.revoked_at.is_(None), Session.expires_at > now]
+
+
+async def live_for_user(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    now: datetime,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Session]:
+    """The current token row of each live family, newest sign-in first (keyset pages)."""
+    query = select(Session).where(Session.user_id == user_id, *_live(now))  # type: ignore[arg-type]
+    if after is not None:
+        query = query.where(tuple_(Session.authenticated_at, Session.family_id) < tuple_(*after))
+    query = query.order_by(Session.authenticated_at.desc(), Session.family_id.desc()).limit(limit)
+    return list((await db.execute(query)).scalars())
+
+
+async def family_is_live_for_user(
+    db: AsyncSession, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> bool:
+    count = await db.scalar(
+        select(func.count())
+        .select_from(Session)
+        .where(and_(Session.family_id == family_id, Session.user_id == user_id, *_live(now)))  # type: ignore[arg-type]
+    )
+    return bool(count)

@@ -1,0 +1,73 @@
+"""Queries over ``users``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import any_, case, delete, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from foundation.auth_service.models import User
+from foundation.auth_service.repository.direct import DirectSql
+
+
+async def by_email(db: AsyncSession, email: str) -> User | None:
+    result = await db.execute(select(User).where(func.lower(User.email) == email.strip().lower()))
+    return result.scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    id: uuid.UUID
+    password_hash: str | None
+    is_active: bool
+    roles: list[str]
+
+
+async def credentials(direct: DirectSql, email: str) -> Credentials | None:
+    """What sign-in needs of the user with this email (any letter case)."""
+    row = await direct.fetch_one(
+        "SELECT id, password_hash, is_active, roles FROM users WHERE lower(email) = %(email)s",
+        {"email": email.strip().lower()},
+    )
+    if row is None:
+        return None
+    return Credentials(row["id"], row["password_hash"], bool(row["is_active"]), list(row["roles"] or []))
+
+
+async def by_id(db: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await db.get(User, user_id)
+
+
+async def add(db: AsyncSession, email: str, password_hash: str | None) -> User:
+    """Insert and flush; ``IntegrityError`` when the email is taken (in any case)."""
+    user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, roles=[])
+    db.add(user)
+    await db.flush()
+    await db.refresh(user, ["created_at", "updated_at", "is_active"])
+    return user
+
+
+async def set_password_hash(db: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
+    await db.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+
+async def add_role(db: AsyncSession, email: str, role: str) -> User | None:
+    """Give the user ``role`` (once); None when no user has that email."""
+    result = await db.execute(
+        update(User)
+        .where(func.lower(User.email) == email.strip().lower())
+        .values(
+            roles=case(
+                (literal(role) == any_(User.roles), User.roles), else_=func.array_append(User.roles, role)
+            )
+        )
+        .returning(User)
+    )
+    return result.scalar_one_or_none()
+
+
+async def remove(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    result = await db.execute(delete(User).where(User.id == user_id).returning(User.id))
+    return result.scalar_one_or_none() is not None

@@ -1,0 +1,1 @@
+"""Domain logic: accounts, passwords, sessions and tokens. No HTTP here."""

@@ -1,0 +1,288 @@
+"""Sign-in, token refresh with rotation, sign-out, and the user's list of sessions.
+
+A session is a refresh-token family (``family_id`` is the ``sid`` in access tokens). Every
+state change is written to the outbox in the same transaction; revoked families are also
+put on the Redis deny-list (after the commit) so their access tokens stop working at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from psycopg.errors import DeadlockDetected
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.signing import AccessTokenIssuer
+from foundation.auth_service.models import OutboxEvent, Session
+from foundation.auth_service.repository import events, users
+from foundation.auth_service.repository import sessions as session_rows
+from foundation.auth_service.repository.direct import DirectSql
+from foundation.auth_service.services.login_throttle import LoginThrottle
+from foundation.auth_service.services.passwords import PasswordHasher
+from foundation.auth_service.services.refresh_tokens import (
+    looks_like_token,
+    new_token,
+    open_successor,
+    seal_successor,
+    token_hash,
+)
+from foundation.events import schema
+from foundation.events.outbox import record
+from foundation.shared.errors import NotFound, Unauthorized
+from foundation.shared.logging import get_logger
+
+log = get_logger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    idle: timedelta
+    absolute: timedelta
+    grace: timedelta
+
+
+def _refused(detail: str, code: str) -> Unauthorized:
+    return Unauthorized(detail, code=code)
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        hasher: PasswordHasher,
+        issuer: AccessTokenIssuer,
+        throttle: LoginThrottle,
+        denylist: SessionDenyList,
+        lifetimes: Lifetimes,
+        direct: DirectSql,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.direct = direct
+        self.hasher = hasher
+        self.issuer = issuer
+        self.throttle = throttle
+        self.denylist = denylist
+        self.lifetimes = lifetimes
+        self.clock = clock
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    async def login(self, db: AsyncSession, email: str, password: str, client: ClientInfo) -> TokenPair:
+        earlier_failures = await self.throttle.check(email, client.ip)
+        user = await users.credentials(self.direct, email)
+        # Always one argon2 verification (a dummy hash for unknown emails): same time either way.
+        valid = await self.hasher.verify_async(user.password_hash if user else None, password)
+        if user is None or not valid or not user.is_active:
+            await events.add(
+                self.direct,
+                schema.USER_LOGIN_FAILED,
+                user.id if user else None,
+                {"reason": "invalid_credentials", "ip": client.ip},
+                self.clock(),
+            )
+            await self.throttle.record_failure(email, client.ip)
+            raise _refused("The email or password is not correct.", "invalid_credentials")
+        assert user.password_hash is not None
+        if self.hasher.needs_rehash(user.password_hash):
+            await users.set_password_hash(db, user.id, await self.hasher.hash_async(password))
+            await db.commit()
+        pair = await self.start_session(db, user.id, user.roles or [], client, method="password")
+        if earlier_failures:
+            await self.throttle.clear_account(email)
+        return pair
+
+    async def start_session(
+        self, db: AsyncSession, user_id: uuid.UUID, roles: Iterable[str], client: ClientInfo, *, method: str
+    ) -> TokenPair:
+        """Open a session for a user who has proven who they are (password, Google, Apple):
+        a new refresh-token family and its first token; records the login; commits."""
+        now = self.clock()
+        token = new_token()
+        family_id = uuid.uuid4()  # the first generation's id is the family's id: the sid
+        await session_rows.start(
+            self.direct,
+            family_id=family_id,
+            user_id=user_id,
+            token_hash=token_hash(token),
+            now=now,
+            expires_at=min(now + self.lifetimes.idle, now + self.lifetimes.absolute),
+            user_agent=client.user_agent,
+            ip=client.ip,
+            event_type=schema.USER_LOGGED_IN,
+            event_data={"session_id": str(family_id), "method": method, "ip": client.ip},
+        )
+        return self._pair(user_id, family_id, list(roles), token)
+
+    def _pair(
+        self, user_id: uuid.UUID, family_id: uuid.UUID, roles: Iterable[str], refresh: str
+    ) -> TokenPair:
+        access = self.issuer.issue(user_id, family_id, roles)
+        return TokenPair(access.token, access.expires_in, refresh, family_id)
+
+    # -- refresh ---------------------------------------------------------------------------
+
+    async def refresh(self, db: AsyncSession, refresh_token: str, client: ClientInfo) -> TokenPair:
+        invalid = _refused("The refresh token is not valid.", "invalid_refresh_token")
+        if not looks_like_token(refresh_token):
+            raise invalid
+        now, presented = self.clock(), token_hash(refresh_token)
+        successor_token, successor_id = new_token(), uuid.uuid4()
+        rotated = await session_rows.rotate_live(  # the common case: one statement
+            self.direct,
+            token_hash=presented,
+            successor_id=successor_id,
+            successor_hash=token_hash(successor_token),
+            sealed=seal_successor(refresh_token, successor_token),
+            now=now,
+            idle=self.lifetimes.idle,
+            absolute=self.lifetimes.absolute,
+            user_agent=client.user_agent,
+            ip=client.ip,
+        )
+        if rotated is not None:
+            return self._pair(rotated.user_id, rotated.family_id, rotated.roles, successor_token)
+        # Not a live token: find out why in a transaction, holding its row lock.
+        found = await session_rows.lock_by_token(db, presented)
+        if found is None:
+            await db.rollback()
+            raise invalid
+        row = found.session
+        if row.revoked_at is not None:
+            await db.rollback()
+            raise _refused("This session has been signed out.", "refresh_token_revoked")
+        if row.replaced_by_id is not None:
+            return await self._spent(db, found, refresh_token, now)
+        # Neither revoked nor spent, yet not rotated: expired, or its user is deactivated.
+        await db.rollback()
+        raise _refused("The session has expired; sign in again.", "refresh_token_expired")
+
+    async def _spent(
+        self, db: AsyncSession, found: session_rows.TokenRow, refresh_token: str, now: datetime
+    ) -> TokenPair:
+        """A rotated token came back: the same successor within the grace window, else theft."""
+        row = found.session
+        in_grace = row.last_used_at is not None and now - row.last_used_at <= self.lifetimes.grace
+        if in_grace and row.successor_sealed and row.replaced_by_id:
+            successor = await session_rows.lock(db, row.replaced_by_id)
+            successor_token = open_successor(refresh_token, row.successor_sealed)
+            if (
+                successor is not None
+                and successor_token is not None
+                and successor.replaced_by_id is None
+                and successor.revoked_at is None
+                and successor.expires_at > now
+                and found.user_active
+            ):
+                user_id, family_id = row.user_id, row.family_id
+                await db.commit()
+                return self._pair(user_id, family_id, found.roles, successor_token)
+        user_id, family_id = row.user_id, row.family_id
+        reused = _refused(
+            "This refresh token was already used; the session has been signed out.", "refresh_token_reused"
+        )
+        try:
+            await session_rows.revoke_family(db, family_id, now)
+            record(db, OutboxEvent, schema.REFRESH_TOKEN_REUSED, user_id, {"session_id": str(family_id)})
+            record(
+                db,
+                OutboxEvent,
+                schema.SESSION_REVOKED,
+                user_id,
+                {"session_id": str(family_id), "reason": "reuse"},
+            )
+            await db.commit()
+        except DBAPIError as exc:
+            # Two stale tokens of one family replayed at once can lock its rows in opposite
+            # orders; PostgreSQL aborts one transaction, and the other revokes the family.
+            if not isinstance(exc.orig, DeadlockDetected):
+                raise
+            await db.rollback()
+            raise reused from exc
+        log.warning("refresh token reuse: family revoked", user_id=str(user_id), session_id=str(family_id))
+        await self.deny([family_id])
+        raise reused
+
+    # -- sign-out --------------------------------------------------------------------------
+
+    async def logout(self, db: AsyncSession, refresh_token: str) -> None:
+        """End the session holding this token. Unknown or ended sessions: nothing to do (RFC 7009)."""
+        if not looks_like_token(refresh_token):
+            return
+        found = await session_rows.lock_by_token(db, token_hash(refresh_token))
+        if found is None or found.session.revoked_at is not None:
+            await db.rollback()
+            return
+        user_id, family_id = found.session.user_id, found.session.family_id
+        await session_rows.revoke_family(db, family_id, self.clock())
+        record(db, OutboxEvent, schema.USER_LOGGED_OUT, user_id, {"session_id": str(family_id)})
+        await db.commit()
+        await self.deny([family_id])
+
+    async def logout_all(self, db: AsyncSession, user_id: uuid.UUID) -> int:
+        families = await session_rows.revoke_user_families(db, user_id, self.clock())
+        for family_id in families:
+            record(
+                db,
+                OutboxEvent,
+                schema.SESSION_REVOKED,
+                user_id,
+                {"session_id": str(family_id), "reason": "logout_all"},
+            )
+        record(
+            db, OutboxEvent, schema.USER_LOGGED_OUT, user_id, {"all_sessions": True, "count": len(families)}
+        )
+        await db.commit()
+        await self.deny(families)
+        return len(families)
+
+    async def revoke(self, db: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+        """End one of the user's own live sessions; 404 for anyone else's (no probing)."""
+        now = self.clock()
+        if not await session_rows.family_is_live_for_user(db, family_id, user_id, now):
+            await db.rollback()
+            raise NotFound("No such session.", code="session_not_found")
+        await session_rows.revoke_user_families(db, user_id, now, family_id)
+        record(
+            db, OutboxEvent, schema.SESSION_REVOKED, user_id, {"session_id": str(family_id), "reason": "user"}
+        )
+        await db.commit()
+        await self.deny([family_id])
+
+    async def live_sessions(
+        self, db: AsyncSession, user_id: uuid.UUID, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[Session]:
+        return await session_rows.live_for_user(db, user_id, self.clock(), limit=limit, after=after)
+
+    async def deny(self, families: Iterable[uuid.UUID]) -> None:
+        """Refuse the families' access tokens everywhere until the last one has expired."""
+        for family_id in families:
+            try:
+                await self.denylist.deny(family_id, self.issuer.lifetime)
+            except RedisError as exc:
+                # The refresh tokens are revoked already; only the access tokens live on.
+                log.error("session deny-list unavailable", session_id=str(family_id), error=str(exc))

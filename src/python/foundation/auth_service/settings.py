@@ -1,0 +1,72 @@
+"""Auth service settings (environment variables; see .env.example beside this file)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+
+from foundation.auth.oauth.settings import OAuthSettings
+from foundation.shared.settings import CsvList, ServiceSettings, split_csv
+
+
+class AuthServiceSettings(OAuthSettings, ServiceSettings):
+    """Also Google and Apple sign-in: the OAUTH_* variables (foundation.auth.oauth.settings)."""
+
+    service_name: str = "auth-service"
+
+    # Signing keys (see foundation.auth.signing).
+    jwt_signing_keys: SecretStr | None = Field(
+        default=None, description="PEM texts or PEM file paths, comma-separated; the first signs."
+    )
+    jwt_keys_dir: Path = Field(
+        default=Path(".devstack/keys"), description="Key folder used when JWT_SIGNING_KEYS is unset."
+    )
+    jwt_key_activation_delay: int = Field(
+        default=60, ge=0, description="Seconds a rotated-in key is published before it signs."
+    )
+    access_token_ttl: int = Field(default=900, ge=30, le=86_400)
+
+    # Refresh tokens and sessions.
+    refresh_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    session_idle_timeout: int = Field(default=7 * 86_400, ge=60)
+    session_absolute_lifetime: int = Field(default=30 * 86_400, ge=60)
+
+    # Passwords: argon2id, OWASP's minimum by default.
+    argon2_memory_kib: int = Field(default=19_456, ge=19_456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    password_min_length: int = Field(default=8, ge=8)
+    password_max_length: int = Field(default=128, ge=16, le=1024)
+    password_min_score: int = Field(default=2, ge=0, le=4, description="zxcvbn score 0..4")
+
+    # Failed-login throttling (fixed windows in Redis).
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=50, ge=1)
+    login_failure_window: int = Field(default=900, ge=1, description="Seconds.")
+
+    # Outbox relay (publishes the outbox to the Redis event stream; one replica at a time).
+    outbox_relay_enabled: bool = True
+    outbox_poll_interval: float = Field(default=0.1, gt=0)
+
+    # Client address: X-Forwarded-For is believed only from these peers (the gateway).
+    trusted_proxies: CsvList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+
+    _split = field_validator("trusted_proxies", mode="before")(split_csv)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    def signing_keys_value(self) -> str | None:
+        return self.jwt_signing_keys.get_secret_value() if self.jwt_signing_keys else None
+
+    def required_secrets(self) -> dict[str, Any]:
+        # Production may also use a mounted key folder; the app refuses to start with no key
+        # at all, and never generates one outside development and tests.
+        return {}

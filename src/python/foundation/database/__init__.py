@@ -1,0 +1,1 @@
+"""Database access: async engine and sessions, declarative bases, migrations, provisioning."""

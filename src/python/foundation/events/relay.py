@@ -1,0 +1,284 @@
+"""The outbox relay: publishes a service's outbox rows to the Redis event stream.
+
+One pass (``run_once``) runs in one database transaction:
+
+1. ``pg_try_advisory_xact_lock`` on a key derived from the outbox table. Only one replica
+   publishes at a time, so the stream receives rows in ``seq`` order. ``FOR UPDATE SKIP
+   LOCKED`` alone would let two replicas publish neighbouring batches concurrently and
+   interleave them (a user's ``logged_out`` could land before their ``logged_in``). A
+   replica that does not get the lock simply tries again on its next tick.
+2. Read the oldest unpublished rows (``ORDER BY seq``, ``FOR UPDATE SKIP LOCKED``).
+3. ``XADD`` them, in order, with one Lua script call (atomic like MULTI/EXEC).
+4. Mark them published and commit.
+
+If Redis fails at step 3 the transaction rolls back and the rows are published on a later
+attempt (with exponential backoff and jitter). If the process dies between steps 3 and 4
+the rows are published twice: consumers ignore an event id they have already stored, so
+delivery is at least once and processing exactly once.
+
+Published rows stay for ``retention`` (audit, debugging) and are then deleted in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy import BigInteger, Table, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from foundation.events.outbox import OutboxRow
+from foundation.events.schema import FIELDS_PER_EVENT, STREAM, event_fields
+from foundation.shared.logging import get_logger
+from foundation.shared.redis import Keys
+
+log = get_logger(__name__)
+
+
+# XADD each entry of a batch (ARGV[1]: MAXLEN or ""; then FIELDS_PER_EVENT name/value pairs
+# per entry), in order and atomically; returns the number of entries added.
+XADD_BATCH = """
+local maxlen = ARGV[1]
+local width = 2 * tonumber(ARGV[2])
+local added = 0
+for i = 3, #ARGV, width do
+  if maxlen == '' then
+    redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i, i + width - 1))
+  end
+  added = added + 1
+end
+return added
+"""
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_*lock`` from a name."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: ``random(0, min(cap, base * 2**attempt))``."""
+
+    base: float = 0.1
+    cap: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 30)))  # noqa: S311
+
+
+class OutboxRelay:
+    """Publishes the rows of one outbox table to ``Keys(prefix)(STREAM)``.
+
+    ``start()`` runs the loop as an asyncio task (from a service lifespan), ``aclose()``
+    stops it; ``run_once()`` publishes one batch and is what tests drive directly.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: aioredis.Redis,
+        model: type[OutboxRow],
+        *,
+        prefix: str = "",
+        batch_size: int = 500,
+        poll_interval: float = 0.1,
+        backoff: Backoff = Backoff(),
+        retention: timedelta = timedelta(days=1),
+        stream_maxlen: int | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.redis = redis
+        self.model = model
+        self.stream = Keys(prefix)(STREAM)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.backoff = backoff
+        self.retention = retention
+        self.stream_maxlen = stream_maxlen
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        self.table = table
+        # Core, not ORM entities: the relay only copies columns into stream entries.
+        self._select_batch = (
+            select(
+                table.c.seq,
+                table.c.event_id,
+                table.c.type,
+                table.c.user_id,
+                table.c.occurred_at,
+                table.c.data,
+                table.c.version,
+            )
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.seq)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        # ``seq = ANY(array)``: one constant statement, not an ``IN`` list as long as the batch.
+        self._mark_published = (
+            update(table)
+            .where(table.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
+            .values(published_at=func.now(), attempts=table.c.attempts + 1)
+        )
+        self._xadd_batch = redis.register_script(XADD_BATCH)
+        self.lock_key = advisory_lock_key(f"outbox-relay:{table.schema or 'public'}.{table.name}")
+        self.published = 0
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_purge = 0.0
+
+    def notify(self) -> None:
+        """Wake the loop now (call it right after committing outbox rows).
+
+        Safe to call from anywhere in the relay's event loop, any number of times; with it a
+        service can use a long ``poll_interval`` (a safety net) instead of a busy poll.
+        """
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Publish up to one batch; the number of events published (0: none or not our turn).
+
+        Raises the Redis or database error when publishing failed; nothing is marked
+        published then.
+        """
+        seqs: list[int] = []
+        try:
+            async with self.sessions() as session, session.begin():
+                got_lock = await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
+                if not got_lock:
+                    return 0
+                rows = (await session.execute(self._select_batch)).all()
+                if not rows:
+                    return 0
+                seqs = [row[0] for row in rows]
+                await self._publish(rows)
+                await session.execute(self._mark_published, {"seqs": seqs})
+        except RedisError:
+            # The transaction has rolled back (row locks released): count the attempt.
+            await self._count_attempt(seqs)
+            raise
+        self.published += len(seqs)
+        return len(seqs)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        # One script call: atomic like MULTI/EXEC, but one command to encode and one reply to
+        # parse instead of two replies per XADD (profiled: most of the relay's CPU).
+        args: list[Any] = ["" if self.stream_maxlen is None else self.stream_maxlen, FIELDS_PER_EVENT]
+        for _, event_id, type_, user_id, occurred_at, data, version in rows:
+            for item in event_fields(event_id, type_, user_id, occurred_at, data, version).items():
+                args.extend(item)
+        await self._xadd_batch(keys=[self.stream], args=args)
+
+    async def _count_attempt(self, seqs: list[int]) -> None:
+        # Best effort, in its own transaction: shows stuck rows to an operator.
+        with contextlib.suppress(SQLAlchemyError):
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(self.model)
+                    .where(self.model.seq.in_(seqs))
+                    .values(attempts=self.model.attempts + 1)
+                )
+
+    async def backlog(self) -> int:
+        """Rows waiting to be published."""
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(self.model).where(self.model.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def purge_published(self, older_than: timedelta | None = None) -> int:
+        """Delete rows published longer than ``older_than`` (default: the retention) ago."""
+        cutoff = datetime.now(UTC) - (self.retention if older_than is None else older_than)
+        model = self.model
+        async with self.sessions() as session, session.begin():
+            oldest = (
+                select(model.seq)
+                .where(model.published_at.is_not(None), model.published_at <= cutoff)
+                .order_by(model.seq)
+                .limit(10_000)
+                .scalar_subquery()
+            )
+            result = await session.execute(delete(model).where(model.seq.in_(oldest)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # The loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self.stream}")
+
+    async def aclose(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        failures = 0
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                published = await self.run_once()
+                if failures:
+                    log.info("outbox relay recovered", stream=self.stream, after_failures=failures)
+                failures = 0
+                if loop.time() - self._last_purge > 60:
+                    self._last_purge = loop.time()
+                    await self.purge_published()
+            except (RedisError, SQLAlchemyError, OSError) as exc:
+                self.failures += 1
+                delay = self.backoff.delay(failures)
+                failures += 1
+                log.warning(
+                    "outbox relay cannot publish; retrying",
+                    stream=self.stream,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=round(delay, 3),
+                )
+                await self._sleep(delay)
+                continue
+            if published < self.batch_size:
+                await self._idle(self.poll_interval)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait for ``notify()``, ``aclose()`` or ``seconds``, whichever comes first."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        woken = asyncio.ensure_future(self._wake.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((woken, stopping), timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            stopping.cancel()
+        self._wake.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+__all__ = ["Backoff", "OutboxRelay", "advisory_lock_key"]

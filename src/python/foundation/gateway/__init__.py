@@ -1,0 +1,1 @@
+"""Gateway: The public entry point: routing, JWT at the edge, rate limits."""

@@ -1,0 +1,87 @@
+"""What the gateway opens at start-up and closes at shutdown: the upstream HTTP pool,
+Redis, the token verifier and the rate limiter. The pipeline reads them through here."""
+
+from __future__ import annotations
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.keys import JwksKeySource
+from foundation.auth.verifier import TokenVerifier
+from foundation.gateway.rate_limit import RedisRateLimiter
+from foundation.gateway.redis_status import RedisStatus
+from foundation.gateway.settings import GatewaySettings
+from foundation.gateway.upstreams import Upstream, create_http_session, upstreams_from
+from foundation.shared.redis import create_redis
+
+
+class NotStarted(RuntimeError):
+    pass
+
+
+class GatewayRuntime:
+    def __init__(self, settings: GatewaySettings, token_verifier: TokenVerifier | None = None) -> None:
+        self.settings = settings
+        self.upstreams: dict[str, Upstream] = upstreams_from(settings)
+        self.redis_status = RedisStatus()
+        self._given_verifier = token_verifier
+        self._http: aiohttp.ClientSession | None = None
+        self._redis: aioredis.Redis | None = None
+        self._verifier: TokenVerifier | None = None
+        self._key_source: JwksKeySource | None = None
+        self._denylist: SessionDenyList | None = None
+        self._limiter: RedisRateLimiter | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._http = create_http_session(settings)
+        # Short timeouts: a hung Redis must cost a request milliseconds, not seconds.
+        self._redis = create_redis(
+            settings, socket_connect_timeout=settings.redis_timeout, socket_timeout=settings.redis_timeout
+        )
+        if self._given_verifier is not None:
+            self._verifier = self._given_verifier
+        else:
+            self._key_source = JwksKeySource(
+                settings.effective_jwks_url, min_refresh_interval=settings.jwks_refresh_interval
+            )
+            self._verifier = TokenVerifier(
+                self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            )
+        self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix)
+        self._limiter = RedisRateLimiter(self._redis)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._key_source is not None:
+            await self._key_source.aclose()
+        self._http = self._redis = self._key_source = None
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._http
+
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._redis
+
+    def verifier(self) -> TokenVerifier:
+        if self._verifier is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._verifier
+
+    def denylist(self) -> SessionDenyList:
+        if self._denylist is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._denylist
+
+    def limiter(self) -> RedisRateLimiter:
+        if self._limiter is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._limiter

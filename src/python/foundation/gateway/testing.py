@@ -1,0 +1,217 @@
+"""Test support: the gateway and small stand-in services over real HTTP on loopback.
+
+``serve_asgi`` runs an ASGI app (the gateway) in this event loop with Granian's embedded
+server; ``FakeService`` is an aiohttp.web app that answers any path by echoing what it
+received, with a few behaviours chosen by path (slow, big, stream, status) for unhappy paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from starlette.types import ASGIApp
+
+from foundation.devstack.embedded import free_port
+
+
+async def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"nothing listens on port {port}") from None
+            await asyncio.sleep(0.01)
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(
+    app: ASGIApp, *, port: int | None = None, ssl_cert: Path | None = None, ssl_key: Path | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` (lifespan included) on loopback; yields its base URL."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server
+
+    logging.getLogger("_granian").setLevel(logging.WARNING)
+    port = port or free_port()
+    server = Server(
+        app,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        log_enabled=False,
+        ssl_cert=ssl_cert,
+        ssl_key=ssl_key,
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_for_port(port)
+        yield f"{'https' if ssl_cert else 'http'}://127.0.0.1:{port}"
+    finally:
+        server.stop()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+
+
+class FakeService:
+    """A stand-in service. Any path echoes the request as JSON, except:
+
+    - ``.../slow?seconds=S``: waits S seconds first;
+    - ``.../big?bytes=N``: N bytes of ``x`` with a Content-Length;
+    - ``.../stream?chunks=N&size=S``: N chunks of S bytes, chunked, no length;
+    - ``.../status/NNN``: answers NNN (with a ``Connection: close, X-Hop`` and ``X-Hop`` to drop);
+    - ``/ready``: ``ready_status`` after ``ready_delay`` seconds; ``/openapi.json``: ``openapi``;
+    - ``/auth/.well-known/jwks.json``: ``jwks`` (counting fetches).
+    """
+
+    def __init__(self, name: str = "service") -> None:
+        self.name = name
+        self.ready_status = 200
+        self.ready_delay = 0.0
+        self.openapi: dict[str, Any] | None = None
+        self.jwks: dict[str, Any] = {"keys": []}
+        self.jwks_fetches = 0
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/ready":
+            if self.ready_delay:
+                await asyncio.sleep(self.ready_delay)
+            return web.json_response(
+                {"status": "ok" if self.ready_status == 200 else "degraded"}, status=self.ready_status
+            )
+        if path == "/openapi.json":
+            if self.openapi is None:
+                return web.json_response({"detail": "no docs"}, status=404)
+            return web.json_response(self.openapi)
+        if path == "/auth/.well-known/jwks.json":
+            self.jwks_fetches += 1
+            return web.json_response(self.jwks)
+        if path.endswith("/slow"):
+            await asyncio.sleep(float(request.query.get("seconds", "5")))
+        if path.endswith("/big"):
+            size = int(request.query.get("bytes", "0"))
+            return web.Response(body=b"x" * size, content_type="application/octet-stream")
+        if path.endswith("/stream"):
+            response = web.StreamResponse()
+            response.content_type = "application/octet-stream"
+            await response.prepare(request)
+            for _ in range(int(request.query.get("chunks", "1"))):
+                await response.write(b"y" * int(request.query.get("size", "1024")))
+            await response.write_eof()
+            return response
+        if "/status/" in path:
+            status = int(path.rsplit("/", 1)[1])
+            return web.json_response(
+                {"status": status},
+                status=status,
+                headers={
+                    "Connection": "keep-alive, X-Hop",
+                    "X-Hop": "secret",
+                    "Keep-Alive": "timeout=5",
+                    "X-Kept": "yes",
+                },
+            )
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            size += len(chunk)
+        record = {
+            "service": self.name,
+            "method": request.method,
+            "path": path,
+            "raw_path": request.raw_path,
+            "query": request.query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "header_list": [k.lower() for k in request.headers],
+            "body_bytes": size,
+            "body_sha256": digest.hexdigest(),
+        }
+        self.requests.append(record)
+        return web.json_response(record, headers={"Set-Cookie": "probe=1; Path=/"})
+
+    async def start(self, port: int | None = None) -> FakeService:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        self.port = port or free_port()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeService:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def closed_url() -> str:
+    """An http URL nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+def gateway_settings(
+    redis_url: str, redis_prefix: str, *, auth: str | list[str], history: str, stats: str, **overrides: Any
+) -> Any:
+    """GatewaySettings for a test: generous limits unless the test sets its own."""
+    from foundation.gateway.settings import GatewaySettings
+
+    values: dict[str, Any] = {
+        "environment": "test",
+        "log_format": "json",
+        "redis_url": redis_url,
+        "redis_key_prefix": redis_prefix,
+        "auth_url": auth,
+        "history_url": history,
+        "stats_url": stats,
+        "rate_limit_user": "100000/60",
+        "rate_limit_anonymous": "100000/60",
+        "rate_limit_strict": "100000/60",
+    }
+    values.update(overrides)
+    return GatewaySettings(**values)

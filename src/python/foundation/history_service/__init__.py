@@ -1,0 +1,1 @@
+"""History service: Each user's activity timeline."""

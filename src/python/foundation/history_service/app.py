@@ -1,0 +1,92 @@
+"""History service: the app factory. Wiring only; routes live in api/, logic in services/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.keys import StaticKeySource
+from foundation.auth.verifier import TokenVerifier, build_verifier
+from foundation.database.engine import create_engine, ping, session_factory
+from foundation.events.consumer import StreamConsumer
+from foundation.events.relay import OutboxRelay
+from foundation.history_service.api.history import router as history_router
+from foundation.history_service.models import Outbox
+from foundation.history_service.services.ingest import HistoryIngest
+from foundation.history_service.services.timeline import Timeline
+from foundation.history_service.settings import HistoryServiceSettings
+from foundation.shared.app import create_service_app
+from foundation.shared.logging import get_logger
+from foundation.shared.redis import create_redis
+
+log = get_logger(__name__)
+
+
+def default_verifier(settings: HistoryServiceSettings) -> TokenVerifier:
+    if settings.jwks_url or settings.is_production:
+        return build_verifier(settings)
+    log.warning("JWKS_URL is not set: every access token will be refused")
+    return TokenVerifier(
+        StaticKeySource({"keys": []}), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+
+def create_app(
+    settings: HistoryServiceSettings | None = None, *, token_verifier: TokenVerifier | None = None
+) -> FastAPI:
+    settings = settings or HistoryServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessions = session_factory(engine)
+        redis = create_redis(settings)
+        verifier = token_verifier or default_verifier(settings)
+        app.state.engine = engine
+        app.state.sessions = sessions
+        app.state.redis = redis
+        app.state.token_verifier = verifier
+        app.state.session_denylist = SessionDenyList(redis, settings.redis_key_prefix)
+        app.state.timeline = Timeline(
+            sessions,
+            max_data_bytes=settings.history_max_data_bytes,
+            max_future=timedelta(seconds=settings.history_max_future_seconds),
+        )
+        app.state.relay = OutboxRelay(sessions, redis, Outbox, prefix=settings.redis_key_prefix)
+        app.state.consumer = StreamConsumer(
+            redis,
+            settings.events_consumer_group,
+            HistoryIngest(sessions),
+            prefix=settings.redis_key_prefix,
+            batch_size=settings.events_batch_size,
+            claim_idle=settings.events_claim_idle_seconds,
+            max_deliveries=settings.events_max_deliveries,
+        )
+        if settings.events_relay_enabled:
+            app.state.relay.start()
+        if settings.events_consumer_enabled:
+            app.state.consumer.start()
+        try:
+            yield
+        finally:
+            await app.state.consumer.aclose()
+            await app.state.relay.aclose()
+            keys: Any = getattr(verifier, "keys", None)
+            if hasattr(keys, "aclose"):
+                await keys.aclose()
+            await redis.aclose()
+            await engine.dispose()
+
+    return create_service_app(
+        settings,
+        title="History service",
+        description="Each user's activity timeline.",
+        routers=[history_router],
+        lifespan=lifespan,
+        checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
+    )

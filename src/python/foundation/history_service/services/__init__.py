@@ -1,0 +1,1 @@
+"""History logic, free of HTTP: the timeline and the event stream's effects."""

@@ -1,0 +1,1 @@
+"""Shared service building blocks: errors, responses, settings, logging, telemetry, health, server."""

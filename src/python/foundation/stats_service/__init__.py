@@ -1,0 +1,1 @@
+"""Stats service: Aggregates built from the event stream."""

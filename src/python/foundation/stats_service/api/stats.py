@@ -1,0 +1,72 @@
+"""`GET /stats/me` (own aggregates) and `GET /stats/summary` (admins)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
+from foundation.stats_service.schemas import (
+    DayActivity,
+    DaySummaryOut,
+    MyStats,
+    Sessions,
+    SummaryOut,
+    Totals,
+)
+from foundation.stats_service.services.reports import Reports
+
+router = APIRouter(prefix="/stats", tags=["stats"])
+
+
+def get_reports(request: Request) -> Reports:
+    reports: Reports = request.app.state.reports
+    return reports
+
+
+ReportsDep = Annotated[Reports, Depends(get_reports)]
+
+
+@router.get("/me", response_model=MyStats, summary="My own aggregates")
+async def my_stats(principal: CurrentPrincipal, reports: ReportsDep) -> MyStats:
+    report = await reports.for_user(principal.user_id)
+    return MyStats(
+        user_id=report.user_id,
+        logins=report.logins,
+        failed_logins=report.failed_logins,
+        last_login_at=report.last_login_at,
+        sessions=Sessions(started=report.sessions_started, ended=report.sessions_ended),
+        events_by_type=report.events_by_type,
+        daily_activity=[DayActivity(day=d.day, events=d.events) for d in report.daily_activity],
+    )
+
+
+@router.get(
+    "/summary", response_model=SummaryOut, summary="Sign-ups, logins and active users per day (admin)"
+)
+async def summary(
+    _: AdminPrincipal,
+    reports: ReportsDep,
+    since: Annotated[
+        date | None, Query(description="First day (UTC), inclusive; default 29 days before until.")
+    ] = None,
+    until: Annotated[date | None, Query(description="Last day (UTC), inclusive; default today.")] = None,
+) -> SummaryOut:
+    result = await reports.summary(since, until)
+    return SummaryOut(
+        since=result.since,
+        until=result.until,
+        totals=Totals(**result.totals),
+        days=[
+            DaySummaryOut(
+                day=d.day,
+                sign_ups=d.sign_ups,
+                logins=d.logins,
+                failed_logins=d.failed_logins,
+                active_users=d.active_users,
+            )
+            for d in result.days
+        ],
+    )

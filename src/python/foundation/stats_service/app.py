@@ -1,0 +1,81 @@
+"""Stats service: the app factory. Wiring only; routes live in api/, logic in services/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from foundation.auth.denylist import SessionDenyList
+from foundation.auth.keys import StaticKeySource
+from foundation.auth.verifier import TokenVerifier, build_verifier
+from foundation.database.engine import create_engine, ping, session_factory
+from foundation.events.consumer import StreamConsumer
+from foundation.shared.app import create_service_app
+from foundation.shared.logging import get_logger
+from foundation.shared.redis import create_redis
+from foundation.stats_service.api.stats import router as stats_router
+from foundation.stats_service.services.counting import StatsCounter
+from foundation.stats_service.services.reports import Reports
+from foundation.stats_service.settings import StatsServiceSettings
+
+log = get_logger(__name__)
+
+
+def default_verifier(settings: StatsServiceSettings) -> TokenVerifier:
+    if settings.jwks_url or settings.is_production:
+        return build_verifier(settings)
+    log.warning("JWKS_URL is not set: every access token will be refused")
+    return TokenVerifier(
+        StaticKeySource({"keys": []}), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+
+def create_app(
+    settings: StatsServiceSettings | None = None, *, token_verifier: TokenVerifier | None = None
+) -> FastAPI:
+    settings = settings or StatsServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessions = session_factory(engine)
+        redis = create_redis(settings)
+        verifier = token_verifier or default_verifier(settings)
+        app.state.engine = engine
+        app.state.sessions = sessions
+        app.state.redis = redis
+        app.state.token_verifier = verifier
+        app.state.session_denylist = SessionDenyList(redis, settings.redis_key_prefix)
+        app.state.reports = Reports(sessions)
+        app.state.consumer = StreamConsumer(
+            redis,
+            settings.events_consumer_group,
+            StatsCounter(sessions),
+            prefix=settings.redis_key_prefix,
+            batch_size=settings.events_batch_size,
+            claim_idle=settings.events_claim_idle_seconds,
+            max_deliveries=settings.events_max_deliveries,
+        )
+        if settings.events_consumer_enabled:
+            app.state.consumer.start()
+        try:
+            yield
+        finally:
+            await app.state.consumer.aclose()
+            keys: Any = getattr(verifier, "keys", None)
+            if hasattr(keys, "aclose"):
+                await keys.aclose()
+            await redis.aclose()
+            await engine.dispose()
+
+    return create_service_app(
+        settings,
+        title="Stats service",
+        description="Aggregates built from the event stream.",
+        routers=[stats_router],
+        lifespan=lifespan,
+        checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
+    )

@@ -1,0 +1,1 @@
+"""Stats logic, free of HTTP: counting events, reading and rebuilding aggregates."""
