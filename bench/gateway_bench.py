@@ -75,7 +75,8 @@ def create_service_app() -> Any:
 
     @app.get("/auth/.well-known/jwks.json")
     async def keys() -> dict[str, Any]:
-        return jwks
+        document: dict[str, Any] = jwks
+        return document
 
     @app.get("/ready")
     async def ready() -> dict[str, str]:
