@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, TextClause, Uuid, any_, bindparam, delete, select, text, tuple_
+from sqlalchemy import Table, Uuid, any_, bindparam, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from foundation.database.batch import batch_insert, batch_params
 from foundation.history_service.models import DeletedUser, HistoryEvent
 
 _UUIDS = ARRAY(Uuid())
-
-
-def batch_insert(table: Table, columns: Sequence[str], tail: str) -> TextClause:
-    """``INSERT INTO table (columns)`` a batch of rows sent as one JSON array, in order.
-
-    One short statement and one parameter whatever the number of rows: the driver parses the
-    statement once and caches it (a multi-row ``VALUES`` list is a new, long statement for
-    every batch size: profiled as the consumers' biggest cost), and PostgreSQL, not Python,
-    turns the JSON into typed rows. ``tail``: ``ON CONFLICT ...`` / ``RETURNING ...``.
-    Bind it with ``batch_params(rows)``.
-    """
-    names = ", ".join(f'"{c}"' for c in columns)
-    return text(
-        f'INSERT INTO "{table.name}" AS target ({names}) SELECT {names} '  # noqa: S608 - fixed names
-        f'FROM jsonb_populate_recordset(CAST(NULL AS "{table.name}"), CAST(:rows AS jsonb)) '
-        f"WITH ORDINALITY AS batch ORDER BY batch.ordinality {tail}"
-    )
-
-
-def batch_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The parameter of a ``batch_insert`` (keys that are not columns of it are ignored)."""
-    return {"rows": json.dumps(list(rows), separators=(",", ":"), default=str)}
 
 
 EVENT_COLUMNS = ("id", "user_id", "type", "occurred_at", "data", "version", "source")
