@@ -44,9 +44,20 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
-        app.state.sessions = session_factory(engine)
         redis = create_redis(settings)
         app.state.redis = redis
+        # The relay reads the outbox through sessions of its own; every commit of a request's
+        # session (and every write through the direct pool, below) wakes it, so events go out
+        # at once and the poll is only a safety net.
+        relay = OutboxRelay(
+            session_factory(engine),
+            redis,
+            OutboxEvent,
+            prefix=settings.redis_key_prefix,
+            poll_interval=settings.outbox_poll_interval,
+        )
+        wake = relay.notify if settings.outbox_relay_enabled else None
+        app.state.sessions = session_factory(engine, on_commit=wake)
 
         signing_keys = load_signing_keys(settings)
         app.state.signing_keys = signing_keys
@@ -98,15 +109,9 @@ def create_app(
             sessions=session_service,
         )
 
-        relay = OutboxRelay(
-            app.state.sessions,
-            redis,
-            OutboxEvent,
-            prefix=settings.redis_key_prefix,
-            poll_interval=settings.outbox_poll_interval,
-        )
         if settings.outbox_relay_enabled:
             relay.start()
+            direct.on_write(relay.notify)
         app.state.outbox_relay = relay
         try:
             yield

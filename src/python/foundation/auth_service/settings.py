@@ -49,7 +49,8 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
 
     # Outbox relay (publishes the outbox to the Redis event stream; one replica at a time).
     outbox_relay_enabled: bool = True
-    outbox_poll_interval: float = Field(default=0.1, gt=0)
+    # Commits wake the relay at once; the poll is the safety net (rows of another replica).
+    outbox_poll_interval: float = Field(default=2.0, gt=0)
 
     # Client address: X-Forwarded-For is believed only from these peers (the gateway).
     trusted_proxies: CsvList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from foundation.shared.settings import ServiceSettings
@@ -46,8 +47,16 @@ def create_engine(settings: ServiceSettings, **overrides: Any) -> AsyncEngine:
     return create_async_engine(normalise_url(settings.database_url), **kwargs)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def session_factory(
+    engine: AsyncEngine, on_commit: Callable[[], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``; ``on_commit`` runs after each commit of one of them (and only
+    theirs: each factory gets its own session class to listen on)."""
+    if on_commit is None:
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    notifying = type("NotifyingSession", (Session,), {})
+    event.listen(notifying, "after_commit", lambda _session: on_commit())
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, sync_session_class=notifying)
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:

@@ -87,3 +87,24 @@ async def test_session_scope_rolls_back_on_error(database_url: str) -> None:
             assert await check.scalar(text("SELECT count(*) FROM notes")) == 0
     finally:
         await engine.dispose()
+
+
+async def test_on_commit_runs_after_commits_of_its_own_sessions_only(database_url: str) -> None:
+    engine = create_engine(ServiceSettings(database_url=database_url))
+    commits: list[str] = []
+    notifying = session_factory(engine, on_commit=lambda: commits.append("commit"))
+    plain = session_factory(engine)
+    try:
+        async with notifying() as session:
+            await session.execute(text("SELECT 1"))
+            await session.rollback()
+            assert commits == []
+            await session.execute(text("SELECT 1"))
+            await session.commit()
+        assert commits == ["commit"]
+        async with plain() as other:
+            await other.execute(text("SELECT 1"))
+            await other.commit()
+        assert commits == ["commit"]
+    finally:
+        await engine.dispose()

@@ -170,3 +170,44 @@ async def test_events_reach_the_stream_through_the_outbox_relay(
         ]
     finally:
         await reader.aclose()
+
+
+async def test_commits_wake_the_relay_without_waiting_for_its_poll(
+    make_settings: Callable[..., Any], redis_url: str, redis_prefix: str
+) -> None:
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from foundation.auth_service.app import create_app
+    from foundation.shared.redis import Keys
+    from tests.helpers.apps import serve_app
+
+    prefix = f"{redis_prefix}wake:"
+    # A poll an hour apart: only the wake-up on commit can publish within the test.
+    app = create_app(
+        make_settings(outbox_relay_enabled=True, outbox_poll_interval=3600, redis_key_prefix=prefix)
+    )
+    stream = Keys(prefix)(schema.STREAM)
+    reader = aioredis.Redis.from_url(redis_url)
+    wanted = [schema.USER_REGISTERED, schema.USER_LOGGED_IN, schema.TOKEN_REFRESHED]
+    try:
+        async with serve_app(app) as client:
+            await asyncio.sleep(0.2)  # the relay's first pass (at start) is done
+            user, tokens = await signed_in_user(client)  # session commit, then direct-pool writes
+            refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens.refresh_token})
+            assert refreshed.status_code == 200
+            deadline = time.monotonic() + 5
+            seen: list[str] = []
+            while time.monotonic() < deadline:
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = await reader.xrange(stream)  # type: ignore[assignment]
+                seen = [
+                    e.type for e in (schema.Event.from_fields(f) for _, f in entries) if e.user_id == user.id
+                ]
+                if seen == wanted:
+                    break
+                await asyncio.sleep(0.02)
+        assert seen == wanted
+    finally:
+        await reader.aclose()

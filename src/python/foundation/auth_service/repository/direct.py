@@ -8,6 +8,7 @@ a thousand refreshes a second. Everything else uses the SQLAlchemy session as us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -43,6 +44,11 @@ class DirectSql:
             open=False,
             name=f"{settings.service_name}-direct",
         )
+        self._after_write: Callable[[], None] | None = None
+
+    def on_write(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each statement that may have written (outbox rows)."""
+        self._after_write = callback
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
@@ -54,8 +60,13 @@ class DirectSql:
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(sql, params)  # type: ignore[arg-type]
-            return await cursor.fetchone()
+            row = await cursor.fetchone()
+        if self._after_write is not None and sql.lstrip()[:6].upper() != "SELECT":
+            self._after_write()
+        return row
 
     async def execute(self, sql: str, params: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(sql, params)  # type: ignore[arg-type]
+        if self._after_write is not None:
+            self._after_write()
