@@ -29,7 +29,7 @@ def test_urls_are_normalised_to_psycopg3() -> None:
 
 def test_missing_database_url_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="DATABASE_URL is not set"):
-        create_engine(ServiceSettings())
+        create_engine(ServiceSettings(database_url=None))
 
 
 def test_ensure_database_creates_once(postgres_url: str) -> None:
