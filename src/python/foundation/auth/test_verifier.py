@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
 from foundation.auth.keys import JwksKeySource, StaticKeySource, parse_jwks
-from foundation.auth.verifier import TokenVerifier, build_verifier
+from foundation.auth.verifier import TokenVerifier, build_verifier, service_verifier
 from foundation.shared.errors import Unauthorized, install_error_handlers
 from foundation.shared.settings import ServiceSettings
 from tests.helpers.apps import serve_app
@@ -241,3 +241,15 @@ async def test_dependencies_enforce_token_denylist_and_role(redis_url: str, redi
             assert await redis.ttl(f"{redis_prefix}auth:denied-session:{session}") > 0
     finally:
         await redis.aclose()
+
+
+async def test_service_verifier_refuses_everything_without_jwks_in_development_only() -> None:
+    signer = TestSigner()
+    refusing = service_verifier(ServiceSettings(jwks_url=None))
+    await expect_refused(refusing, signer.issue())
+    await refusing.aclose()  # a static key source has nothing to close
+    with pytest.raises(RuntimeError, match="JWKS_URL"):
+        service_verifier(ServiceSettings(jwks_url=None, environment="production"))
+    fetching = service_verifier(ServiceSettings(jwks_url="http://127.0.0.1:1/jwks"))
+    assert isinstance(fetching.keys, JwksKeySource)
+    await fetching.aclose()

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 
 import jwt
 
-from foundation.auth.keys import JwksKeySource, KeySource
+from foundation.auth.keys import JwksKeySource, KeySource, StaticKeySource
 from foundation.auth.principal import Principal
 from foundation.shared.errors import Unauthorized
+from foundation.shared.logging import get_logger
 from foundation.shared.settings import ServiceSettings
 
 ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256")
@@ -64,6 +65,12 @@ class TokenVerifier:
         principal = await self._verify_uncached(token)
         self._remember(token, principal)
         return principal
+
+    async def aclose(self) -> None:
+        """Close the key source's HTTP client, when it has one."""
+        closer = getattr(self.keys, "aclose", None)
+        if closer is not None:
+            await closer()
 
     def _remember(self, token: str, principal: Principal) -> None:
         self._cache[token] = principal
@@ -114,6 +121,17 @@ class TokenVerifier:
             )
         except (ValueError, TypeError) as exc:
             raise _invalid("The access token's claims are malformed.") from exc
+
+
+def service_verifier(settings: ServiceSettings) -> TokenVerifier:
+    """``build_verifier``, except that outside production a missing JWKS_URL gives a verifier
+    that refuses every token (logged), so a service can still start and answer /health."""
+    if settings.jwks_url or settings.is_production:
+        return build_verifier(settings)
+    get_logger(__name__).warning("JWKS_URL is not set: every access token will be refused")
+    return TokenVerifier(
+        StaticKeySource({"keys": []}), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:

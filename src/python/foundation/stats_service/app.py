@@ -4,33 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from foundation.auth.denylist import SessionDenyList
-from foundation.auth.keys import StaticKeySource
-from foundation.auth.verifier import TokenVerifier, build_verifier
+from foundation.auth.verifier import TokenVerifier, service_verifier
 from foundation.database.engine import create_engine, ping, session_factory
 from foundation.events.consumer import StreamConsumer
 from foundation.shared.app import create_service_app
-from foundation.shared.logging import get_logger
 from foundation.shared.redis import create_redis
 from foundation.stats_service.api.stats import router as stats_router
 from foundation.stats_service.services.counting import StatsCounter
 from foundation.stats_service.services.reports import Reports
 from foundation.stats_service.settings import StatsServiceSettings
-
-log = get_logger(__name__)
-
-
-def default_verifier(settings: StatsServiceSettings) -> TokenVerifier:
-    if settings.jwks_url or settings.is_production:
-        return build_verifier(settings)
-    log.warning("JWKS_URL is not set: every access token will be refused")
-    return TokenVerifier(
-        StaticKeySource({"keys": []}), issuer=settings.jwt_issuer, audience=settings.jwt_audience
-    )
 
 
 def create_app(
@@ -43,7 +29,7 @@ def create_app(
         engine = create_engine(settings)
         sessions = session_factory(engine)
         redis = create_redis(settings)
-        verifier = token_verifier or default_verifier(settings)
+        verifier = token_verifier or service_verifier(settings)
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.redis = redis
@@ -65,9 +51,7 @@ def create_app(
             yield
         finally:
             await app.state.consumer.aclose()
-            keys: Any = getattr(verifier, "keys", None)
-            if hasattr(keys, "aclose"):
-                await keys.aclose()
+            await verifier.aclose()
             await redis.aclose()
             await engine.dispose()
 
