@@ -55,6 +55,7 @@ def create_app(
             OutboxEvent,
             prefix=settings.redis_key_prefix,
             poll_interval=settings.outbox_poll_interval,
+            linger=settings.outbox_linger,
         )
         wake = relay.notify if settings.outbox_relay_enabled else None
         app.state.sessions = session_factory(engine, on_commit=wake)
@@ -117,6 +118,7 @@ def create_app(
             yield
         finally:
             await relay.aclose()
+            hasher.close()
             await direct.close()
             await redis.aclose()
             await engine.dispose()

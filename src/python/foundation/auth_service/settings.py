@@ -51,6 +51,9 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
     outbox_relay_enabled: bool = True
     # Commits wake the relay at once; the poll is the safety net (rows of another replica).
     outbox_poll_interval: float = Field(default=2.0, gt=0)
+    # After a wake-up the relay waits this long so that the commits right behind it share
+    # one pass (a pass costs ~2 ms of CPU whether it carries one event or a hundred).
+    outbox_linger: float = Field(default=0.05, ge=0, le=1)
 
     # Client address: X-Forwarded-For is believed only from these peers (the gateway).
     trusted_proxies: CsvList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import redis.asyncio as aioredis
+from psycopg import sql
 from redis.exceptions import RedisError
-from sqlalchemy import BigInteger, Table, any_, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from foundation.events.outbox import OutboxRow
 from foundation.events.schema import FIELDS_PER_EVENT, STREAM, event_fields
@@ -96,6 +97,7 @@ class OutboxRelay:
         prefix: str = "",
         batch_size: int = 500,
         poll_interval: float = 0.1,
+        linger: float = 0.0,
         backoff: Backoff = Backoff(),
         retention: timedelta = timedelta(days=1),
         stream_maxlen: int | None = None,
@@ -106,35 +108,31 @@ class OutboxRelay:
         self.stream = Keys(prefix)(STREAM)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.linger = linger
         self.backoff = backoff
         self.retention = retention
         self.stream_maxlen = stream_maxlen
         table: Table = model.__table__  # type: ignore[attr-defined]
         self.table = table
-        # Core, not ORM entities: the relay only copies columns into stream entries.
-        self._select_batch = (
-            select(
-                table.c.seq,
-                table.c.event_id,
-                table.c.type,
-                table.c.user_id,
-                table.c.occurred_at,
-                table.c.data,
-                table.c.version,
-            )
-            .where(table.c.published_at.is_(None))
-            .order_by(table.c.seq)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        # ``seq = ANY(array)``: one constant statement, not an ``IN`` list as long as the batch.
-        self._mark_published = (
-            update(table)
-            .where(table.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
-            .values(published_at=func.now(), attempts=table.c.attempts + 1)
-        )
-        self._xadd_batch = redis.register_script(XADD_BATCH)
+        self.engine: AsyncEngine = sessions.kw["bind"]
         self.lock_key = advisory_lock_key(f"outbox-relay:{table.schema or 'public'}.{table.name}")
+        name = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+        # Plain SQL on the driver's connection: a pass is two statements and a commit, and
+        # through the ORM session each statement cost several times its own work (profiled:
+        # 2.9 ms of CPU for a one-row pass, most of a sign-in's cost besides argon2).
+        # The advisory lock is taken in the same statement that reads the batch: no rows
+        # come back when another replica holds it. ``seq = ANY(array)``: one constant
+        # statement, not an ``IN`` list as long as the batch.
+        self._select_batch = sql.SQL(
+            "SELECT o.seq, o.event_id, o.type, o.user_id, o.occurred_at, o.data, o.version "
+            "FROM (SELECT pg_try_advisory_xact_lock(%(lock)s) AS ours) AS turn, LATERAL ("
+            "SELECT * FROM {table} WHERE turn.ours AND published_at IS NULL "
+            "ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS o ORDER BY o.seq"
+        ).format(table=name)
+        self._mark_published = sql.SQL(
+            "UPDATE {table} SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY(%(seqs)s)"
+        ).format(table=name)
+        self._xadd_batch = redis.register_script(XADD_BATCH)
         self.published = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
@@ -158,20 +156,28 @@ class OutboxRelay:
         """
         seqs: list[int] = []
         try:
-            async with self.sessions() as session, session.begin():
-                got_lock = await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
-                if not got_lock:
-                    return 0
-                rows = (await session.execute(self._select_batch)).all()
-                if not rows:
-                    return 0
-                seqs = [row[0] for row in rows]
-                await self._publish(rows)
-                await session.execute(self._mark_published, {"seqs": seqs})
+            async with self.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                conn: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+                try:
+                    cursor = await conn.execute(
+                        self._select_batch, {"lock": self.lock_key, "limit": self.batch_size}
+                    )
+                    rows = await cursor.fetchall()
+                    if rows:
+                        seqs = [row[0] for row in rows]
+                        await self._publish(rows)
+                        await conn.execute(self._mark_published, {"seqs": seqs})
+                    await conn.commit()
+                except BaseException:
+                    await conn.rollback()
+                    raise
         except RedisError:
             # The transaction has rolled back (row locks released): count the attempt.
             await self._count_attempt(seqs)
             raise
+        except psycopg.Error as exc:
+            raise DBAPIError("outbox relay pass", None, exc) from exc
         self.published += len(seqs)
         return len(seqs)
 
@@ -263,17 +269,18 @@ class OutboxRelay:
                 await self._idle(self.poll_interval)
 
     async def _idle(self, seconds: float) -> None:
-        """Wait for ``notify()``, ``aclose()`` or ``seconds``, whichever comes first."""
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        woken = asyncio.ensure_future(self._wake.wait())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait((woken, stopping), timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            stopping.cancel()
+        """Wait for ``notify()``, ``aclose()`` or ``seconds``, whichever comes first; after a
+        ``notify()``, wait ``linger`` more so that the commits right behind it share a pass."""
+        if not self._wake.is_set():
+            woken = asyncio.ensure_future(self._wake.wait())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait((woken, stopping), timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                stopping.cancel()
+        if self._wake.is_set() and self.linger > 0:
+            await self._sleep(self.linger)
         self._wake.clear()
 
     async def _sleep(self, seconds: float) -> None:

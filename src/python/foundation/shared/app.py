@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+import gc
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -15,6 +16,39 @@ from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import configure_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+# Young-generation collections every 50,000 net allocations instead of 700: a request
+# allocates a few thousand objects, and each collection costs the same however few of them
+# are garbage.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def settle_heap() -> None:
+    """Move everything alive after start-up (modules, the app, pools, caches) out of the
+    collector's sight, and collect the young generation less often.
+
+    The heap after start-up holds hundreds of thousands of long-lived objects (FastAPI,
+    SQLAlchemy, pydantic, the password dictionaries); without this every full collection walks
+    all of them again, and profiles of a loaded service show the collector as one of its
+    largest costs. ``gc.freeze`` is CPython's tool for this (see the ``gc`` docs).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _settling(lifespan: Lifespan | None) -> Lifespan:
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            settle_heap()
+            yield
+            return
+        async with lifespan(app):
+            settle_heap()
+            yield
+
+    return run
 
 
 def create_service_app(
@@ -34,7 +68,7 @@ def create_service_app(
         title=title,
         version=version,
         description=description,
-        lifespan=lifespan,
+        lifespan=_settling(lifespan),
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,

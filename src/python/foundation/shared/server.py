@@ -73,6 +73,8 @@ def serve(app_factory: str, args: argparse.Namespace, reload_paths: Sequence[str
     from granian.constants import HTTPModes, Interfaces, Loops
 
     kwargs: dict[str, object] = {}
+    # The workers inherit it: what each one's share of the cores is (see the auth hasher).
+    os.environ["WEB_CONCURRENCY"] = str(args.workers)
     if args.reload:
         kwargs.update(reload=True, reload_paths=[os.path.abspath(p) for p in reload_paths] or None)
     if args.ssl_certfile and args.ssl_keyfile:
