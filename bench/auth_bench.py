@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -34,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
+import uvloop
 
+from bench.http_client import Client
 from foundation.auth.keys import StaticKeySource
 from foundation.auth.verifier import TokenVerifier
 from foundation.auth_service import migrations as auth_migrations
@@ -196,20 +198,20 @@ async def run_for(seconds: float, concurrency: int, one: Callable[[int], Awaitab
 
 async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(base, connector=connector) as http:
+    http = Client(base)
+    try:
         users = [f"bench-{uuid.uuid4().hex[:10]}@example.com" for _ in range(args.users)]
 
         async def register(email: str) -> None:
-            async with http.post("/auth/register", json={"email": email, "password": PASSWORD}) as r:
-                assert r.status == 201, await r.text()
+            status, body = await http.post_json("/auth/register", {"email": email, "password": PASSWORD})
+            assert status == 201, body
 
         for start in range(0, len(users), 8):
             await asyncio.gather(*(register(email) for email in users[start : start + 8]))
 
         async def post(path: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-            async with http.post(path, json=body) as response:
-                return response.status, await response.json()
+            status, answer = await http.post_json(path, body)
+            return status, answer
 
         # Warm up connections and code paths.
         for email in users[:4]:
@@ -260,8 +262,11 @@ async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]
                 assert status in {401, 429}, status
         results["timing"] = (statistics.median(unknown), statistics.median(wrong))
 
-        async with http.get("/auth/.well-known/jwks.json") as response:
-            results["jwks"] = await response.json()
+        status, jwks = await http.send(http.raw("GET", "/auth/.well-known/jwks.json"))
+        assert status == 200, jwks
+        results["jwks"] = json.loads(jwks)
+    finally:
+        http.close()
     return results
 
 
@@ -343,7 +348,7 @@ def run_http_phases(root: Path, args: argparse.Namespace) -> dict[str, Any]:
                 idle = tree_cpu_seconds()
                 time.sleep(3)
                 idle_per_second = (tree_cpu_seconds() - idle) / 3
-                results = asyncio.run(http_benchmarks(base, args))
+                results = uvloop.run(http_benchmarks(base, args))
                 results["idle_cpu"] = idle_per_second
         finally:
             drop_database(database)

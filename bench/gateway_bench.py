@@ -108,74 +108,23 @@ def serve_service(port: int) -> None:
 # --- open-loop load at a fixed rate (runs in its own process) -----------------------------
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection of the load generator: one request at a time.
-
-    A few dozen lines instead of an HTTP client library: the generator shares the two cores
-    with what it measures, and aiohttp's client cost several times more CPU per request
-    (which then showed up as latency of the apps under test).
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.done: asyncio.Future[int] | None = None
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self.done is not None and not self.done.done():
-            self.done.set_exception(ConnectionError("connection closed"))
-
-    def request(self, raw: bytes) -> asyncio.Future[int]:
-        assert self.transport is not None
-        self.done = asyncio.get_running_loop().create_future()
-        self.buffer.clear()
-        self.transport.write(raw)
-        return self.done
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.done is None:
-            return
-        head = bytes(self.buffer[:end]).lower()
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
-        if match is None:  # every app under test sends a length
-            self.done.set_exception(ValueError("no content-length"))
-            return
-        if len(self.buffer) - end - 4 >= int(match[1]):
-            self.done.set_result(int(head[9:12]))
-
-
 async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[str, Any]:
-    import uvloop
+    from bench.http_client import Client
 
-    uvloop.install()
     parsed = urllib.parse.urlsplit(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    raw = (
-        f"GET {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n" f"Authorization: Bearer {token}\r\n\r\n"
-    ).encode()
+    client = Client(f"{parsed.scheme}://{parsed.netloc}")
+    raw = client.raw("GET", parsed.path, {"Authorization": f"Bearer {token}"})
     loop = asyncio.get_running_loop()
-    idle: list[_Connection] = []
     latencies: list[float] = []
     errors = 0
     total = int(rate * seconds)
 
     async def one(scheduled: float) -> None:
         nonlocal errors
-        connection = idle.pop() if idle else None
         try:
-            if connection is None:
-                _, connection = await loop.create_connection(_Connection, host, port)
-            status = await connection.request(raw)
+            status, _ = await client.send(raw)
             if status != 200:
                 errors += 1
-            idle.append(connection)
         except (OSError, ValueError):
             errors += 1
         # From when it was due, not when it was sent: no coordinated omission.
@@ -194,9 +143,7 @@ async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[
         tasks.append(loop.create_task(one(due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    for connection in idle:
-        if connection.transport is not None:
-            connection.transport.close()
+    client.close()
     return {
         "sent": total,
         "achieved_rps": total / elapsed,
@@ -445,6 +392,8 @@ if __name__ == "__main__":
         serve_service(int(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--_rate":
         url, token, rate, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
-        print(json.dumps(asyncio.run(fixed_rate(url, token, rate, seconds))))
+        import uvloop
+
+        print(json.dumps(uvloop.run(fixed_rate(url, token, rate, seconds))))
     else:
         raise SystemExit(main())

@@ -95,6 +95,7 @@ def create_app(
             ),
             denylist=denylist,
             direct=direct,
+            sessions=app.state.sessions,
             lifetimes=Lifetimes(
                 idle=timedelta(seconds=settings.session_idle_timeout),
                 absolute=timedelta(seconds=settings.session_absolute_lifetime),

@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from foundation.events.relay import Backoff
 from foundation.events.schema import DEAD_LETTER_STREAM, STREAM, Event
+from foundation.events.settings import ConsumerSettings
 from foundation.shared.logging import get_logger
 from foundation.shared.redis import Keys
 
@@ -65,6 +66,21 @@ def _text(value: Any) -> str:
 
 
 class StreamConsumer:
+    @classmethod
+    def from_settings(
+        cls, redis: aioredis.Redis, handler: Handler, settings: ConsumerSettings
+    ) -> StreamConsumer:
+        """The consumer a service's ``EVENTS_*`` settings describe."""
+        return cls(
+            redis,
+            settings.events_consumer_group,
+            handler,
+            prefix=settings.redis_key_prefix,
+            batch_size=settings.events_batch_size,
+            claim_idle=settings.events_claim_idle_seconds,
+            max_deliveries=settings.events_max_deliveries,
+        )
+
     def __init__(
         self,
         redis: aioredis.Redis,

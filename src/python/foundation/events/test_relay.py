@@ -184,6 +184,29 @@ async def test_notify_wakes_an_idle_relay_long_before_its_poll_interval(
     assert [e.id for e in await stream_events(redis, prefix)] == ids + more
 
 
+async def test_with_linger_commits_right_behind_a_wake_up_share_its_pass(
+    db: Db, redis: aioredis.Redis, prefix: str
+) -> None:
+    relay = OutboxRelay(db.sessions, redis, db.outbox, prefix=prefix, poll_interval=3600, linger=2.0)
+    relay.start()
+    try:
+        await asyncio.sleep(0.2)  # the first (empty) pass runs; the loop then sleeps for an hour
+        first = await write_events(db, 1)
+        relay.notify()
+        second = await write_events(db, 1)
+        relay.notify()
+        await asyncio.sleep(0.2)
+        during_linger = await stream_events(redis, prefix)
+        deadline = time.monotonic() + 15
+        while len(await stream_events(redis, prefix)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        await relay.aclose()
+    assert during_linger == []  # nothing goes out while the relay lingers ...
+    assert [e.id for e in await stream_events(redis, prefix)] == first + second  # ... then both
+    assert relay.published == 2
+
+
 async def test_loop_retries_with_backoff_while_redis_is_down(db: Db, prefix: str) -> None:
     await write_events(db, 2)
     down = aioredis.Redis.from_url(closed_port_redis_url(), socket_connect_timeout=0.2)

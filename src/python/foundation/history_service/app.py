@@ -44,15 +44,7 @@ def create_app(
             max_future=timedelta(seconds=settings.history_max_future_seconds),
         )
         app.state.relay = OutboxRelay(sessions, redis, Outbox, prefix=settings.redis_key_prefix)
-        app.state.consumer = StreamConsumer(
-            redis,
-            settings.events_consumer_group,
-            HistoryIngest(sessions),
-            prefix=settings.redis_key_prefix,
-            batch_size=settings.events_batch_size,
-            claim_idle=settings.events_claim_idle_seconds,
-            max_deliveries=settings.events_max_deliveries,
-        )
+        app.state.consumer = StreamConsumer.from_settings(redis, HistoryIngest(sessions), settings)
         if settings.events_relay_enabled:
             app.state.relay.start()
         if settings.events_consumer_enabled:

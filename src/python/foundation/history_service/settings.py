@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from foundation.shared.settings import ServiceSettings
+from foundation.events.settings import ConsumerSettings
 
 
-class HistoryServiceSettings(ServiceSettings):
+class HistoryServiceSettings(ConsumerSettings):
     service_name: str = "history-service"
 
     # POST /history limits.
@@ -19,15 +19,7 @@ class HistoryServiceSettings(ServiceSettings):
     )
 
     # The event stream.
-    events_consumer_enabled: bool = Field(default=True, description="Consume the stream in this process.")
-    events_consumer_group: str = "history"
-    events_batch_size: int = Field(default=200, ge=1, le=10_000)
-    events_claim_idle_seconds: float = Field(
-        default=30.0, gt=0, description="Retry entries pending this long (failed, or their consumer died)."
-    )
-    events_max_deliveries: int = Field(
-        default=5, ge=1, description="Then the entry goes to the dead-letter stream."
-    )
+    events_consumer_group: str = "history"  # the other EVENTS_* settings: ConsumerSettings
     events_relay_enabled: bool = Field(
         default=True, description="Publish this service's outbox (client events)."
     )

@@ -18,8 +18,8 @@ from foundation.shared.telemetry import configure_tracing
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 # Young-generation collections every 50,000 net allocations instead of 700: a request
-# allocates a few thousand objects, and each collection costs the same however few of them
-# are garbage.
+# allocates a few thousand objects, nearly all gone by its end, so fewer and larger young
+# collections find the same garbage for less overhead.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -29,8 +29,9 @@ def settle_heap() -> None:
 
     The heap after start-up holds hundreds of thousands of long-lived objects (FastAPI,
     SQLAlchemy, pydantic, the password dictionaries); without this every full collection walks
-    all of them again, and profiles of a loaded service show the collector as one of its
-    largest costs. ``gc.freeze`` is CPython's tool for this (see the ``gc`` docs).
+    all of them again (55 ms for the gateway's 86,000 objects on the 2-core machine: a pause
+    that every request in flight waits out). ``gc.freeze`` is CPython's tool for this (see
+    the ``gc`` docs).
     """
     gc.collect()
     gc.freeze()

@@ -36,15 +36,7 @@ def create_app(
         app.state.token_verifier = verifier
         app.state.session_denylist = SessionDenyList(redis, settings.redis_key_prefix)
         app.state.reports = Reports(sessions)
-        app.state.consumer = StreamConsumer(
-            redis,
-            settings.events_consumer_group,
-            StatsCounter(sessions),
-            prefix=settings.redis_key_prefix,
-            batch_size=settings.events_batch_size,
-            claim_idle=settings.events_claim_idle_seconds,
-            max_deliveries=settings.events_max_deliveries,
-        )
+        app.state.consumer = StreamConsumer.from_settings(redis, StatsCounter(sessions), settings)
         if settings.events_consumer_enabled:
             app.state.consumer.start()
         try:

@@ -22,22 +22,20 @@ def _token_response(pair: TokenPair, response: Response) -> TokenResponse:
 
 
 @router.post("/login", response_model=TokenResponse)
-async def login(
-    body: LoginRequest, db: DbSession, sessions: Sessions, client: Client, response: Response
-) -> TokenResponse:
+async def login(body: LoginRequest, sessions: Sessions, client: Client, response: Response) -> TokenResponse:
     """Sign in. 401 `invalid_credentials` for an unknown email or a wrong password alike;
     429 `too_many_attempts` with `Retry-After` after repeated failures."""
-    pair = await sessions.login(db, body.email, body.password, client)
+    pair = await sessions.login(body.email, body.password, client)
     return _token_response(pair, response)
 
 
 @router.post("/refresh", response_model=TokenResponse)
 async def refresh(
-    body: RefreshRequest, db: DbSession, sessions: Sessions, client: Client, response: Response
+    body: RefreshRequest, sessions: Sessions, client: Client, response: Response
 ) -> TokenResponse:
     """Rotate the refresh token. 401 when it is unknown, expired, revoked or reused (reuse
     outside the grace window signs the whole session out)."""
-    pair = await sessions.refresh(db, body.refresh_token, client)
+    pair = await sessions.refresh(body.refresh_token, client)
     return _token_response(pair, response)
 
 

@@ -154,9 +154,7 @@ class OAuthService:
                 raise Unauthorized("This account is disabled.", code="account_disabled")
             self._store_tokens(link, verified.tokens)
             await db.commit()
-            return await self.sessions.start_session(
-                db, user.id, user.roles or [], client, method=provider.name
-            )
+            return await self.sessions.start_session(user.id, user.roles or [], client, method=provider.name)
 
         if not identity.email or not identity.email_verified:
             raise Forbidden(
@@ -190,7 +188,7 @@ class OAuthService:
         # The account exists on its own; the session is opened next (like a sign-in that follows
         # a registration), so the outbox holds registered and linked before logged in.
         await db.commit()
-        return await self.sessions.start_session(db, user.id, user.roles or [], client, method=provider.name)
+        return await self.sessions.start_session(user.id, user.roles or [], client, method=provider.name)
 
     # -- linking -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg.errors import DeadlockDetected
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.signing import AccessTokenIssuer
@@ -80,9 +80,13 @@ class SessionService:
         denylist: SessionDenyList,
         lifetimes: Lifetimes,
         direct: DirectSql,
+        sessions: async_sessionmaker[AsyncSession],
         clock: Clock = utcnow,
     ) -> None:
+        # Sign-in and refresh run on ``direct`` (one statement each); an ORM session is
+        # opened only on their rare paths (a hash to upgrade, a token that is not live).
         self.direct = direct
+        self.sessions = sessions
         self.hasher = hasher
         self.issuer = issuer
         self.throttle = throttle
@@ -92,7 +96,7 @@ class SessionService:
 
     # -- sign-in ---------------------------------------------------------------------------
 
-    async def login(self, db: AsyncSession, email: str, password: str, client: ClientInfo) -> TokenPair:
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         earlier_failures = await self.throttle.check(email, client.ip)
         user = await users.credentials(self.direct, email)
         # Always one argon2 verification (a dummy hash for unknown emails): same time either way.
@@ -109,15 +113,17 @@ class SessionService:
             raise _refused("The email or password is not correct.", "invalid_credentials")
         assert user.password_hash is not None
         if self.hasher.needs_rehash(user.password_hash):
-            await users.set_password_hash(db, user.id, await self.hasher.hash_async(password))
-            await db.commit()
-        pair = await self.start_session(db, user.id, user.roles or [], client, method="password")
+            upgraded = await self.hasher.hash_async(password)
+            async with self.sessions() as db:
+                await users.set_password_hash(db, user.id, upgraded)
+                await db.commit()
+        pair = await self.start_session(user.id, user.roles or [], client, method="password")
         if earlier_failures:
             await self.throttle.clear_account(email)
         return pair
 
     async def start_session(
-        self, db: AsyncSession, user_id: uuid.UUID, roles: Iterable[str], client: ClientInfo, *, method: str
+        self, user_id: uuid.UUID, roles: Iterable[str], client: ClientInfo, *, method: str
     ) -> TokenPair:
         """Open a session for a user who has proven who they are (password, Google, Apple):
         a new refresh-token family and its first token; records the login; commits."""
@@ -146,7 +152,7 @@ class SessionService:
 
     # -- refresh ---------------------------------------------------------------------------
 
-    async def refresh(self, db: AsyncSession, refresh_token: str, client: ClientInfo) -> TokenPair:
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         invalid = _refused("The refresh token is not valid.", "invalid_refresh_token")
         if not looks_like_token(refresh_token):
             raise invalid
@@ -167,6 +173,12 @@ class SessionService:
         if rotated is not None:
             return self._pair(rotated.user_id, rotated.family_id, rotated.roles, successor_token)
         # Not a live token: find out why in a transaction, holding its row lock.
+        async with self.sessions() as db:
+            return await self._not_live(db, refresh_token, presented, now, invalid)
+
+    async def _not_live(
+        self, db: AsyncSession, refresh_token: str, presented: bytes, now: datetime, invalid: Unauthorized
+    ) -> TokenPair:
         found = await session_rows.lock_by_token(db, presented)
         if found is None:
             await db.rollback()

@@ -1,0 +1,21 @@
+"""The settings of a service that consumes the event stream (history, stats)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from foundation.shared.settings import ServiceSettings
+
+
+class ConsumerSettings(ServiceSettings):
+    """``EVENTS_*``: a service sets its own ``events_consumer_group`` default."""
+
+    events_consumer_enabled: bool = Field(default=True, description="Consume the stream in this process.")
+    events_consumer_group: str = "default"
+    events_batch_size: int = Field(default=200, ge=1, le=10_000)
+    events_claim_idle_seconds: float = Field(
+        default=30.0, gt=0, description="Retry entries pending this long (failed, or their consumer died)."
+    )
+    events_max_deliveries: int = Field(
+        default=5, ge=1, description="Then the entry goes to the dead-letter stream."
+    )
