@@ -36,7 +36,7 @@ from psycopg import sql
 from redis.exceptions import RedisError
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from foundation.events.outbox import OutboxRow
 from foundation.events.schema import FIELDS_PER_EVENT, STREAM, event_fields
@@ -139,6 +139,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_purge = 0.0
+        self._held: AsyncConnection | None = None
 
     def notify(self) -> None:
         """Wake the loop now (call it right after committing outbox rows).
@@ -155,31 +156,55 @@ class OutboxRelay:
         published then.
         """
         seqs: list[int] = []
+        # The loop keeps one connection for all its passes (no pool checkout, pre-ping and
+        # reset per pass); a direct call (tests, tools) borrows one from the pool.
+        held = self._task is not None and asyncio.current_task() is self._task
         try:
-            async with self.engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                conn: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-                try:
-                    cursor = await conn.execute(
-                        self._select_batch, {"lock": self.lock_key, "limit": self.batch_size}
-                    )
-                    rows = await cursor.fetchall()
-                    if rows:
-                        seqs = [row[0] for row in rows]
-                        await self._publish(rows)
-                        await conn.execute(self._mark_published, {"seqs": seqs})
-                    await conn.commit()
-                except BaseException:
-                    await conn.rollback()
-                    raise
+            if held:
+                if self._held is None:
+                    self._held = await self.engine.connect()
+                await self._pass(self._held, seqs)
+            else:
+                async with self.engine.connect() as connection:
+                    await self._pass(connection, seqs)
         except RedisError:
             # The transaction has rolled back (row locks released): count the attempt.
             await self._count_attempt(seqs)
             raise
-        except psycopg.Error as exc:
-            raise DBAPIError("outbox relay pass", None, exc) from exc
+        except BaseException as exc:
+            if held:
+                await self._release_held(broken=True)
+            if isinstance(exc, psycopg.Error):
+                raise DBAPIError("outbox relay pass", None, exc) from exc
+            raise
         self.published += len(seqs)
         return len(seqs)
+
+    async def _pass(self, connection: AsyncConnection, seqs: list[int]) -> None:
+        """One transaction on the driver's connection; fills ``seqs`` with what it read."""
+        raw = await connection.get_raw_connection()
+        conn: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+        try:
+            cursor = await conn.execute(self._select_batch, {"lock": self.lock_key, "limit": self.batch_size})
+            rows = await cursor.fetchall()
+            if rows:
+                seqs.extend(row[0] for row in rows)
+                await self._publish(rows)
+                await conn.execute(self._mark_published, {"seqs": seqs})
+            await conn.commit()
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+            raise
+
+    async def _release_held(self, *, broken: bool = False) -> None:
+        connection, self._held = self._held, None
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            if broken:
+                await connection.invalidate()  # not back into the pool as it is
+            await connection.close()
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         # One script call: atomic like MULTI/EXEC, but one command to encode and one reply to
@@ -244,29 +269,32 @@ class OutboxRelay:
     async def _run(self) -> None:
         failures = 0
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            try:
-                published = await self.run_once()
-                if failures:
-                    log.info("outbox relay recovered", stream=self.stream, after_failures=failures)
-                failures = 0
-                if loop.time() - self._last_purge > 60:
-                    self._last_purge = loop.time()
-                    await self.purge_published()
-            except (RedisError, SQLAlchemyError, OSError) as exc:
-                self.failures += 1
-                delay = self.backoff.delay(failures)
-                failures += 1
-                log.warning(
-                    "outbox relay cannot publish; retrying",
-                    stream=self.stream,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in=round(delay, 3),
-                )
-                await self._sleep(delay)
-                continue
-            if published < self.batch_size:
-                await self._idle(self.poll_interval)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    published = await self.run_once()
+                    if failures:
+                        log.info("outbox relay recovered", stream=self.stream, after_failures=failures)
+                    failures = 0
+                    if loop.time() - self._last_purge > 60:
+                        self._last_purge = loop.time()
+                        await self.purge_published()
+                except (RedisError, SQLAlchemyError, OSError) as exc:
+                    self.failures += 1
+                    delay = self.backoff.delay(failures)
+                    failures += 1
+                    log.warning(
+                        "outbox relay cannot publish; retrying",
+                        stream=self.stream,
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_in=round(delay, 3),
+                    )
+                    await self._sleep(delay)
+                    continue
+                if published < self.batch_size:
+                    await self._idle(self.poll_interval)
+        finally:
+            await self._release_held()
 
     async def _idle(self, seconds: float) -> None:
         """Wait for ``notify()``, ``aclose()`` or ``seconds``, whichever comes first; after a
