@@ -42,7 +42,7 @@ from foundation.auth.denylist import SessionDenyList
 from foundation.auth.dependencies import CurrentPrincipal
 from foundation.auth.keys import StaticKeySource
 from foundation.auth.verifier import TokenVerifier
-from foundation.shared.app import settle_heap
+from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
 
@@ -63,7 +63,7 @@ def create_service_app() -> Any:
         redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
         app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
         app.state.session_denylist = SessionDenyList(redis, os.environ.get("REDIS_KEY_PREFIX", ""))
-        settle_heap()  # as every service's app does (create_service_app)
+        tune_worker()  # as every service's app does (create_service_app)
         yield
         await redis.aclose()
 

@@ -29,7 +29,7 @@ from foundation.gateway.rate_limit_middleware import RateLimitMiddleware, RateLi
 from foundation.gateway.runtime import GatewayRuntime
 from foundation.gateway.security_headers import SecurityHeadersMiddleware
 from foundation.gateway.settings import FailureMode, GatewaySettings
-from foundation.shared.app import settle_heap
+from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
 from foundation.shared.telemetry import configure_tracing
@@ -81,7 +81,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         app.state.redis = runtime.redis()
-        settle_heap()  # no full collections over the start-up heap: they were p99 outliers
+        tune_worker()  # no full collections over the start-up heap: they were p99 outliers
         try:
             yield
         finally:
