@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -263,6 +264,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway runs")
     parser.add_argument("--rate", type=float, help="the open-loop rate (default: half the gateway's peak)")
     args = parser.parse_args()
+    # Stopped with SIGTERM (kill, a CI timeout): unwind as on Ctrl-C, so that the service and
+    # gateway processes started below are stopped too instead of outliving the benchmark.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not shutil.which("wrk"):
         print("wrk is needed (apt-get install wrk)")
         return 2
