@@ -1,17 +1,24 @@
-"""Insert a batch of rows with one short statement and one parameter.
+"""Batches with one short, constant statement and one parameter.
 
-A multi-row ``VALUES`` list is a new, long statement for every batch size, which the driver
-parses again each time (profiled as the stream consumers' biggest cost). Here the rows travel
-as one JSON array and PostgreSQL turns them into typed rows, in order.
+A multi-row ``VALUES`` list (or an ``IN`` list) is a new, long statement for every batch
+size, which the driver parses again each time (profiled as the stream consumers' biggest
+cost). Here inserted rows travel as one JSON array that PostgreSQL turns into typed rows, in
+order, and looked-up ids as one array (``= ANY(:ids)``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import Table, TextClause, Uuid, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+_UUIDS = ARRAY(Uuid())
 
 
 def batch_insert(table: Table, columns: Sequence[str], tail: str) -> TextClause:
@@ -31,3 +38,16 @@ def batch_insert(table: Table, columns: Sequence[str], tail: str) -> TextClause:
 def batch_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The parameter of a ``batch_insert`` (keys that are not columns of it are ignored)."""
     return {"rows": json.dumps(list(rows), separators=(",", ":"), default=str)}
+
+
+async def uuids_among(
+    session: AsyncSession, column: InstrumentedAttribute[uuid.UUID], ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``ids`` appear in ``column``: one constant statement whatever their number."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(column).where(column == any_(bindparam("ids", type_=_UUIDS))), {"ids": list(wanted)}
+    )
+    return set(rows.all())

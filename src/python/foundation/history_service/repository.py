@@ -7,15 +7,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Uuid, any_, bindparam, delete, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from foundation.database.batch import batch_insert, batch_params
+from foundation.database.batch import batch_insert, batch_params, uuids_among
 from foundation.history_service.models import DeletedUser, HistoryEvent
-
-_UUIDS = ARRAY(Uuid())
-
 
 EVENT_COLUMNS = ("id", "user_id", "type", "occurred_at", "data", "version", "source")
 _INSERT_NEW = batch_insert(
@@ -35,15 +32,7 @@ class HistoryRepository:
         return len(result.all())
 
     async def deleted_among(self, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        ids = set(user_ids)
-        if not ids:
-            return set()
-        # ``= ANY(array)``: one constant statement, not an ``IN`` list as long as the batch.
-        rows = await self.session.scalars(
-            select(DeletedUser.user_id).where(DeletedUser.user_id == any_(bindparam("ids", type_=_UUIDS))),
-            {"ids": list(ids)},
-        )
-        return set(rows.all())
+        return await uuids_among(self.session, DeletedUser.user_id, user_ids)
 
     async def delete_user(self, user_id: uuid.UUID) -> int:
         """Remove a user's timeline and remember the deletion; the number of events removed."""

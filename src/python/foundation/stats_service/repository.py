@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import Table, Uuid, any_, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from foundation.database.batch import batch_insert, batch_params
+from foundation.database.batch import batch_insert, batch_params, uuids_among
 from foundation.events.relay import advisory_lock_key
 from foundation.events.schema import (
     SESSION_REVOKED,
@@ -32,8 +32,6 @@ from foundation.stats_service.models import (
 # Counting takes it shared, a rebuild exclusively: a rebuild never races a batch.
 AGGREGATES_LOCK = advisory_lock_key("stats-service:aggregates")
 SESSION_END_TYPES = (USER_LOGGED_OUT, SESSION_REVOKED)
-
-_UUIDS = ARRAY(Uuid())
 
 
 def _table(model: Any) -> Table:
@@ -106,15 +104,7 @@ class StatsRepository:
         return set(result.scalars().all())
 
     async def deleted_among(self, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        ids = set(user_ids)
-        if not ids:
-            return set()
-        # ``= ANY(array)``: one constant statement, not an ``IN`` list as long as the batch.
-        rows = await self.session.scalars(
-            select(DeletedUser.user_id).where(DeletedUser.user_id == any_(bindparam("ids", type_=_UUIDS))),
-            {"ids": list(ids)},
-        )
-        return set(rows.all())
+        return await uuids_among(self.session, DeletedUser.user_id, user_ids)
 
     # Incremental aggregates (keys sorted: concurrent replicas lock rows in one order) ------
 
