@@ -209,19 +209,15 @@ async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]
         for start in range(0, len(users), 8):
             await asyncio.gather(*(register(email) for email in users[start : start + 8]))
 
-        async def post(path: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-            status, answer = await http.post_json(path, body)
-            return status, answer
-
         # Warm up connections and code paths.
         for email in users[:4]:
-            await post("/auth/login", {"email": email, "password": PASSWORD})
+            await http.post_json("/auth/login", {"email": email, "password": PASSWORD})
 
         counter = iter(range(10**9))
 
         async def login(_: int) -> bool:
             email = users[next(counter) % len(users)]
-            status, _body = await post("/auth/login", {"email": email, "password": PASSWORD})
+            status, _body = await http.post_json("/auth/login", {"email": email, "password": PASSWORD})
             return status == 200
 
         results["logins"] = await run_for(args.seconds, args.login_concurrency, login)
@@ -229,7 +225,7 @@ async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]
         # Refreshes: each client loop keeps its own session's token chain.
         chains: list[str] = []
         for index in range(args.refresh_concurrency):
-            status, body = await post(
+            status, body = await http.post_json(
                 "/auth/login", {"email": users[index % len(users)], "password": PASSWORD}
             )
             assert status == 200, body
@@ -237,7 +233,7 @@ async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]
         access_tokens: list[str] = []
 
         async def refresh(worker: int) -> bool:
-            status, body = await post("/auth/refresh", {"refresh_token": chains[worker]})
+            status, body = await http.post_json("/auth/refresh", {"refresh_token": chains[worker]})
             if status != 200:
                 return False
             chains[worker] = body["refresh_token"]
@@ -257,7 +253,7 @@ async def http_benchmarks(base: str, args: argparse.Namespace) -> dict[str, Any]
                 (wrong, users[index % len(users)], "Wrong-password-123"),
             ):
                 began = time.perf_counter()
-                status, _body = await post("/auth/login", {"email": email, "password": password})
+                status, _body = await http.post_json("/auth/login", {"email": email, "password": password})
                 target.append(time.perf_counter() - began)
                 assert status in {401, 429}, status
         results["timing"] = (statistics.median(unknown), statistics.median(wrong))

@@ -153,12 +153,14 @@ class OutboxRelay:
         """Publish up to one batch; the number of events published (0: none or not our turn).
 
         Raises the Redis or database error when publishing failed; nothing is marked
-        published then.
+        published then. Borrows a pool connection for the pass (the loop keeps its own).
         """
+        return await self._run_once(held=False)
+
+    async def _run_once(self, *, held: bool) -> int:
+        """``run_once`` on the loop's own connection (``held``: no pool checkout, pre-ping
+        and reset per pass) or on one borrowed from the pool."""
         seqs: list[int] = []
-        # The loop keeps one connection for all its passes (no pool checkout, pre-ping and
-        # reset per pass); a direct call (tests, tools) borrows one from the pool.
-        held = self._task is not None and asyncio.current_task() is self._task
         try:
             if held:
                 if self._held is None:
@@ -272,7 +274,7 @@ class OutboxRelay:
         try:
             while not self._stopping.is_set():
                 try:
-                    published = await self.run_once()
+                    published = await self._run_once(held=True)
                     if failures:
                         log.info("outbox relay recovered", stream=self.stream, after_failures=failures)
                     failures = 0

@@ -13,8 +13,9 @@ class ConsumerSettings(ServiceSettings):
     events_consumer_enabled: bool = Field(default=True, description="Consume the stream in this process.")
     events_consumer_group: str = "default"
     # Entries per read and per handler transaction. 1,000 rather than a few hundred: after a
-    # 10,000-event burst the lag was back to zero in 0.5-0.7 s instead of 0.7-1.3 s (500)
-    # or 1.2 s (250), since the per-batch statements are paid once per 1,000 (bench:events).
+    # 10,000-event burst the lag was back to zero in 0.3-0.75 s instead of 0.7-1.5 s (500)
+    # or 1.24 s (250), since the per-batch statements are paid once per 1,000 (bench:events;
+    # docs/performance.md).
     events_batch_size: int = Field(default=1000, ge=1, le=10_000)
     events_claim_idle_seconds: float = Field(
         default=30.0, gt=0, description="Retry entries pending this long (failed, or their consumer died)."

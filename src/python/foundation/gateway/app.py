@@ -81,7 +81,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         app.state.redis = runtime.redis()
-        tune_worker()  # no full collections over the start-up heap: they were p99 outliers
+        tune_worker()  # as create_service_app does for the other services
         try:
             yield
         finally:

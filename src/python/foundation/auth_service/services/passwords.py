@@ -26,12 +26,11 @@ from foundation.shared.errors import ValidationFailed
 ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the first 72 characters decide
 
 
-def hashing_threads(processes: int | None = None) -> int:
+def hashing_threads() -> int:
     """This process's share of the CPU cores it may run on: the cores divided among the
     server's worker processes (``WEB_CONCURRENCY``, which ``serve --workers`` sets)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if processes is None:
-        processes = int(os.environ.get("WEB_CONCURRENCY") or 1)
+    processes = int(os.environ.get("WEB_CONCURRENCY") or 1)
     return max(1, cores // max(1, processes))
 
 
@@ -73,9 +72,7 @@ class PasswordPolicy:
 class PasswordHasher:
     """argon2id with the configured cost; knows when a stored hash needs upgrading."""
 
-    def __init__(
-        self, memory_kib: int = 19_456, time_cost: int = 2, parallelism: int = 1, threads: int | None = None
-    ) -> None:
+    def __init__(self, memory_kib: int = 19_456, time_cost: int = 2, parallelism: int = 1) -> None:
         self._hasher = Argon2Hasher(
             time_cost=time_cost,
             memory_cost=memory_kib,
@@ -86,8 +83,7 @@ class PasswordHasher:
         )
         # Verified against when the email is unknown, so both failures take the same time.
         self.dummy_hash = self._hasher.hash("dummy password for timing equality")
-        self.threads = threads or hashing_threads()
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(hashing_threads(), thread_name_prefix="argon2")
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(normalise(password))
