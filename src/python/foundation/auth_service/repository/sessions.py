@@ -116,12 +116,18 @@ async def lock_by_token(db: AsyncSession, token_hash: bytes) -> TokenRow | None:
 # The common refresh in one statement: rotate a live token of an active user, add its
 # successor and the outbox event. A concurrent refresh of the same token waits on the row
 # lock, then finds it replaced (no row) and takes the careful path (grace window or reuse).
+#
+# "Live" is written num_nulls(replaced_by_id, revoked_at) = 2, not as two IS NULL tests:
+# those would let the planner read the row through ix_sessions_user_live (whose predicate
+# they match) and filter every live row of every user by token, instead of the one lookup
+# in uq_sessions_token. Without statistics (a new database; autovacuum off) it did exactly
+# that: 1.2 ms of PostgreSQL CPU per refresh with 3,000 live sessions, 0.2 ms by token.
 _ROTATE_LIVE = """
     WITH old AS (
         UPDATE sessions AS s
         SET replaced_by_id = %(successor_id)s, last_used_at = %(now)s, successor_sealed = %(sealed)s
         FROM users AS u
-        WHERE s.token = %(token)s AND s.replaced_by_id IS NULL AND s.revoked_at IS NULL
+        WHERE s.token = %(token)s AND num_nulls(s.replaced_by_id, s.revoked_at) = 2
           AND s.expires_at > %(now)s AND u.id = s.user_id AND u.is_active
         RETURNING s.user_id, s.family_id, s.authenticated_at, u.roles
     ), successor AS (
