@@ -12,12 +12,19 @@ from foundation.auth.signing import KeyDirectory
 from foundation.auth_service import migrations
 from foundation.auth_service.repository import users
 from foundation.auth_service.services.oauth import reencrypt_stored_tokens
+from foundation.auth_service.services.passwords import share_hashing_slots
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.engine import create_engine, session_factory
 from foundation.database.migrations import upgrade
 from foundation.shared.server import Cli
 
-cli = Cli(name="auth_service", app_factory="foundation.auth_service.app:create_app", default_port=8001)
+cli = Cli(
+    name="auth_service",
+    app_factory="foundation.auth_service.app:create_app",
+    default_port=8001,
+    # The workers share one hashing slot per core (see services/passwords.py).
+    before_serve=share_hashing_slots,
+)
 
 
 @cli.command("migrate", "apply this service's database migrations")

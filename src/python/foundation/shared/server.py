@@ -25,6 +25,8 @@ class Cli:
     )
     reload_paths: Sequence[str] = ()
     port_env: str = "PORT"  # the environment variable that may set the port
+    # Run in the server process before Granian starts (and forks) its workers.
+    before_serve: Callable[[], None] | None = None
 
     def command(
         self, name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None
@@ -52,6 +54,8 @@ class Cli:
             args_list.insert(0, "serve")
         args = self.parser().parse_args(args_list)
         if args.command == "serve":
+            if self.before_serve is not None:
+                self.before_serve()
             serve(self.app_factory, args, reload_paths=self.reload_paths)
             return 0
         return self.commands[args.command][1](args)
@@ -73,8 +77,6 @@ def serve(app_factory: str, args: argparse.Namespace, reload_paths: Sequence[str
     from granian.constants import HTTPModes, Interfaces, Loops
 
     kwargs: dict[str, object] = {}
-    # The workers inherit it: what each one's share of the cores is (see the auth hasher).
-    os.environ["WEB_CONCURRENCY"] = str(args.workers)
     if args.reload:
         kwargs.update(reload=True, reload_paths=[os.path.abspath(p) for p in reload_paths] or None)
     if args.ssl_certfile and args.ssl_keyfile:

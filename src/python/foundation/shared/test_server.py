@@ -63,3 +63,23 @@ def test_unknown_command_is_a_usage_error(served, capsys: pytest.CaptureFixture[
         make_cli([]).main(["explode"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_before_serve_runs_in_the_server_process_before_serving(served) -> None:
+    order: list[str] = []
+    cli = Cli(
+        name="svc",
+        app_factory="pkg.app:create_app",
+        default_port=8123,
+        before_serve=lambda: order.append("hook"),
+    )
+    assert cli.main(["serve"]) == 0
+    assert order == ["hook"] and len(served) == 1
+
+
+def test_other_commands_do_not_run_before_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    cli = make_cli([])
+    cli.before_serve = lambda: order.append("hook")
+    assert cli.main(["grant-admin", "a@example.com"]) == 3
+    assert order == []

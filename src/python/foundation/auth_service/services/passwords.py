@@ -1,20 +1,29 @@
 """Passwords: the policy a new one must meet, and argon2id hashing.
 
 Hashing runs in worker threads (argon2-cffi releases the GIL), so a login's ~25 ms of
-hashing never blocks the event loop. The threads are the hasher's own and there are only as
-many as this process's share of the cores (``hashing_threads``): argon2id is memory-hard, so
-more hashes at once than cores only evict each other's memory from the caches (measured: 8
-at once on 2 cores cost 13 % more CPU each than 2 at once) and delay every login.
+hashing never blocks the event loop. At most one hash per core runs at once, across all of
+the server's worker processes: argon2id is memory-hard, so more hashes at once than cores
+only evict each other's memory from the caches (measured on 2 cores: 4 at once cost 10-20 %
+more CPU each than 2, 8 at once 13-30 %) and delay every login.
+
+Each process has as many hashing threads as there are cores, not its share of them:
+keep-alive connections land on the server's workers unevenly (seen: all 8 of a client's
+connections on one of two Granian workers), and a worker that could only use its share
+would leave the other cores idle while its logins queue. What keeps the total at one hash
+per core is a semaphore the workers inherit from the server process
+(``share_hashing_slots``, called by ``serve`` before the workers are forked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import zxcvbn
 from argon2 import PasswordHasher as Argon2Hasher
@@ -27,11 +36,22 @@ ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the first 72 charact
 
 
 def hashing_threads() -> int:
-    """This process's share of the CPU cores it may run on: the cores divided among the
-    server's worker processes (``WEB_CONCURRENCY``, which ``serve --workers`` sets)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    processes = int(os.environ.get("WEB_CONCURRENCY") or 1)
-    return max(1, cores // max(1, processes))
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# A semaphore with one slot per core, made in the server process before it forks its
+# workers, so that they all share it. None in a process that was not forked from one (tests,
+# scripts, a server started with the "spawn" method): there each process only limits itself.
+_shared_slots: Any = None
+
+
+def share_hashing_slots() -> None:
+    """Let the worker processes forked after this call hash at most one password per core at
+    once between them. Call it in the server process, before the workers start."""
+    global _shared_slots
+    if "fork" in multiprocessing.get_all_start_methods():
+        _shared_slots = multiprocessing.get_context("fork").BoundedSemaphore(hashing_threads())
 
 
 def normalise(password: str) -> str:
@@ -86,10 +106,21 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(hashing_threads(), thread_name_prefix="argon2")
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(normalise(password))
+        slots = _shared_slots
+        if slots is None:
+            return self._hasher.hash(normalise(password))
+        with slots:
+            return self._hasher.hash(normalise(password))
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         """Constant work whether or not there is a hash: a missing one checks the dummy."""
+        slots = _shared_slots
+        if slots is None:
+            return self._verify(stored_hash, password)
+        with slots:
+            return self._verify(stored_hash, password)
+
+    def _verify(self, stored_hash: str | None, password: str) -> bool:
         try:
             return self._hasher.verify(stored_hash or self.dummy_hash, normalise(password)) and bool(
                 stored_hash

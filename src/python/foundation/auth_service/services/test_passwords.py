@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
+from foundation.auth_service.services import passwords
 from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy, normalise
 from foundation.shared.errors import ValidationFailed
 
@@ -84,3 +87,31 @@ def test_policy_counts_characters_after_normalisation() -> None:
     PasswordPolicy(min_score=0).check("ﬁﬂﬁﬂﬁﬂﬁ")
     with pytest.raises(ValidationFailed):
         PasswordPolicy(min_score=0).check("ﬁﬂﬁ")
+
+
+def test_shared_slots_limit_hashing_across_forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes forked after ``share_hashing_slots`` hash at most one password per
+    core between them: with every slot taken elsewhere, a forked worker's hash waits."""
+    monkeypatch.setattr(passwords, "hashing_threads", lambda: 1)
+    monkeypatch.setattr(passwords, "_shared_slots", None)
+    passwords.share_hashing_slots()
+    slots = passwords._shared_slots
+    assert slots is not None
+    stored = hasher.hash("violet-Harbor-93")
+    context = multiprocessing.get_context("fork")
+    done = context.Event()
+
+    def worker() -> None:
+        if hasher.verify(stored, "violet-Harbor-93"):
+            done.set()
+
+    slots.acquire()  # this process holds the only slot
+    child = context.Process(target=worker)
+    child.start()
+    try:
+        assert not done.wait(0.5), "the forked worker hashed while no slot was free"
+    finally:
+        slots.release()
+    assert done.wait(10), "the forked worker never hashed once the slot was free"
+    child.join(10)
+    assert child.exitcode == 0
