@@ -254,7 +254,9 @@ async def http_benchmarks(
             raw_cpu.append(cpu_ms)
             phases.append(await run_for(round_seconds, args.login_concurrency, login))
         results["logins"] = Phase.pooled(phases)
-        results["login_rounds"] = [100 * phase.rate / raw for phase, raw in zip(phases, raw_rates, strict=True)]
+        results["login_rounds"] = [
+            100 * phase.rate / raw for phase, raw in zip(phases, raw_rates, strict=True)
+        ]
         results["raw_all"] = statistics.fmean(raw_rates)
         results["raw_cpu_ms"] = statistics.fmean(raw_cpu)
 
