@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy import Update, and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.auth_service.models import Session, User
@@ -202,24 +202,40 @@ async def revoke_family(db: AsyncSession, family_id: uuid.UUID, now: datetime) -
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def revoke_families_statement(
+    user_id: uuid.UUID, now: datetime, family_id: uuid.UUID | None = None
+) -> Update:
+    """Revoke the user's live families (or just ``family_id``), returning their rows.
+
+    The families are found through their current rows (``ix_sessions_user_live``), then every
+    row of each is revoked through ``ix_sessions_family_id``: asking for "the user's rows not
+    yet revoked" directly matches no index and reads the whole table."""
+    current = select(Session.family_id).where(Session.user_id == user_id, *_current())
+    if family_id is not None:
+        current = current.where(Session.family_id == family_id)
+    return (
+        update(Session)
+        .where(Session.family_id.in_(current.scalar_subquery()), Session.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(Session.family_id, Session.expires_at)
+    )
+
+
 async def revoke_user_families(
     db: AsyncSession, user_id: uuid.UUID, now: datetime, family_id: uuid.UUID | None = None
 ) -> list[uuid.UUID]:
     """Revoke the user's live families (or just ``family_id``); returns the ones revoked."""
-    condition = [Session.user_id == user_id, Session.revoked_at.is_(None)]
-    if family_id is not None:
-        condition.append(Session.family_id == family_id)
-    result = await db.execute(
-        update(Session)
-        .where(*condition)
-        .values(revoked_at=now)
-        .returning(Session.family_id, Session.expires_at)
-    )
+    result = await db.execute(revoke_families_statement(user_id, now, family_id))
     return sorted({family for family, expires_at in result.all() if expires_at > now})
 
 
-def _live(now: datetime) -> list[object]:
-    return [Session.replaced_by_id.is_(None), Session.revoked_at.is_(None), Session.expires_at > now]
+def _current() -> list[Any]:
+    """A family's current row: not replaced, not revoked (the ``ix_sessions_user_live`` rows)."""
+    return [Session.replaced_by_id.is_(None), Session.revoked_at.is_(None)]
+
+
+def _live(now: datetime) -> list[Any]:
+    return [*_current(), Session.expires_at > now]
 
 
 async def live_for_user(
@@ -231,7 +247,7 @@ async def live_for_user(
     after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[Session]:
     """The current token row of each live family, newest sign-in first (keyset pages)."""
-    query = select(Session).where(Session.user_id == user_id, *_live(now))  # type: ignore[arg-type]
+    query = select(Session).where(Session.user_id == user_id, *_live(now))
     if after is not None:
         query = query.where(tuple_(Session.authenticated_at, Session.family_id) < tuple_(*after))
     query = query.order_by(Session.authenticated_at.desc(), Session.family_id.desc()).limit(limit)
@@ -244,6 +260,6 @@ async def family_is_live_for_user(
     count = await db.scalar(
         select(func.count())
         .select_from(Session)
-        .where(and_(Session.family_id == family_id, Session.user_id == user_id, *_live(now)))  # type: ignore[arg-type]
+        .where(and_(Session.family_id == family_id, Session.user_id == user_id, *_live(now)))
     )
     return bool(count)
