@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.health import Check, health_router
@@ -68,8 +69,11 @@ def create_service_app(
     checks: Callable[[FastAPI], Mapping[str, Check]] | None = None,
     lifespan: Lifespan | None = None,
     description: str = "",
+    middleware: Sequence[Middleware] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
+    """``middleware`` runs inside the shared ones (request id and access log, tracing, error
+    answers), innermost first, just before FastAPI's router."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     docs = settings.docs_enabled
     app = FastAPI(
@@ -87,6 +91,8 @@ def create_service_app(
     app.include_router(health_router(lambda: checks(app) if checks else {}))
     for router in routers:
         app.include_router(router)
+    for inner in middleware:
+        app.add_middleware(inner.cls, *inner.args, **inner.kwargs)
     app.add_middleware(RequestContextMiddleware, skip_paths=("/health", "/ready"))
     configure_tracing(app, settings.service_name, settings.otel_exporter_otlp_endpoint, settings.otel_console)
     return app

@@ -167,9 +167,14 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return fields
 
 
+def app_error_response(exc: AppError, path: str) -> JSONResponse:
+    """The problem+json answer for an ``AppError`` raised while serving ``path``."""
+    return problem_response(exc.to_problem(path), exc.headers)
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem_response(exc.to_problem(request.url.path), exc.headers)
+    return app_error_response(exc, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

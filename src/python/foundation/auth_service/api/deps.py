@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.sessions import ClientInfo, SessionService
@@ -37,21 +38,32 @@ def _trusted(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv
     return any(ip in network for network in networks)
 
 
-async def client_info(request: Request) -> ClientInfo:
+def client_from_scope(
+    scope: Scope, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> ClientInfo:
     """The client's address: the socket peer, or, from a trusted proxy, X-Forwarded-For read
     from the right skipping trusted hops (a client cannot name its own address)."""
-    networks = request.app.state.trusted_proxies
-    address = request.client.host if request.client else "unknown"
-    if _trusted(address, networks):
-        chain = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    peer = scope.get("client")
+    address = peer[0] if peer else "unknown"
+    forwarded, user_agent = "", None
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded = forwarded + "," + value.decode("latin-1") if forwarded else value.decode("latin-1")
+        elif name == b"user-agent" and user_agent is None:
+            user_agent = value.decode("latin-1")
+    if forwarded and _trusted(address, networks):
+        chain = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         if chain:
             address = next((hop for hop in reversed(chain) if not _trusted(hop, networks)), chain[0])
     try:
         address = str(ipaddress.ip_address(address))
     except ValueError:
         address = "unknown"
-    user_agent = request.headers.get("user-agent")
     return ClientInfo(ip=address, user_agent=user_agent[:512] if user_agent else None)
+
+
+async def client_info(request: Request) -> ClientInfo:
+    return client_from_scope(request.scope, request.app.state.trusted_proxies)
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db)]

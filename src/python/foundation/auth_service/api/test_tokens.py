@@ -323,6 +323,74 @@ async def test_refresh_of_a_deactivated_user_is_refused(
     assert relogin.json()["code"] == "invalid_credentials"
 
 
+# -- the fast path and FastAPI answer alike ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"],
+)
+async def test_sign_in_and_refresh_answer_alike_whichever_path_serves_them(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    """Plain JSON is served ahead of FastAPI; other JSON media types by the FastAPI routes."""
+    user = await register(client)
+    headers = {"content-type": content_type, "x-request-id": "req-fast-1"}
+    payload = f'{{"email": "{user.email}", "password": "{user.password}"}}'
+    signed_in = await client.post("/auth/login", content=payload, headers=headers)
+    assert signed_in.status_code == 200
+    refresh_body = f'{{"refresh_token": "{signed_in.json()["refresh_token"]}"}}'
+    refreshed = await client.post("/auth/refresh", content=refresh_body, headers=headers)
+    assert refreshed.status_code == 200
+    for response in (signed_in, refreshed):
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["pragma"] == "no-cache"
+        assert response.headers["x-request-id"] == "req-fast-1"
+        assert set(response.json()) == {"access_token", "token_type", "expires_in", "refresh_token"}
+    unknown = await client.post(
+        "/auth/refresh", content='{"refresh_token": "' + "A" * 43 + '"}', headers=headers
+    )
+    assert unknown.status_code == 401
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.headers["x-request-id"] == "req-fast-1"
+    assert unknown.json()["code"] == "invalid_refresh_token"
+    assert unknown.json()["instance"] == "/auth/refresh"
+
+
+async def test_a_body_sent_in_pieces_is_read_whole(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    payload = f'{{"email": "{user.email}", "password": "{user.password}"}}'.encode()
+
+    async def pieces() -> Any:
+        for start in range(0, len(payload), 7):
+            yield payload[start : start + 7]
+
+    response = await client.post(
+        "/auth/login", content=pieces(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ('{"email": "a@example.com", "password": ', "application/json"),  # cut short
+        ("email=a%40example.com&password=x", "application/x-www-form-urlencoded"),
+        ('{"email": "a@example.com", "password": "' + "x" * 20_000 + '"}', "application/json"),
+        ('["a@example.com", "violet-Harbor-93"]', "application/json"),
+    ],
+)
+async def test_bodies_that_are_not_a_plain_sign_in_get_the_usual_422(
+    client: httpx.AsyncClient, content: str, content_type: str
+) -> None:
+    response = await client.post("/auth/login", content=content, headers={"content-type": content_type})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "validation_error"
+    assert problem["errors"], problem
+
+
 # -- logout --------------------------------------------------------------------------------
 
 
