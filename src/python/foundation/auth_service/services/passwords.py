@@ -20,8 +20,9 @@ import asyncio
 import multiprocessing
 import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,22 @@ def hashing_threads() -> int:
 # workers, so that they all share it. None in a process that was not forked from one (tests,
 # scripts, a server started with the "spawn" method): there each process only limits itself.
 _shared_slots: Any = None
+
+# How long a hash waits for a slot before it runs without one. Waits are normally a hash or
+# two (tens of milliseconds); a worker killed mid-hash never gives its slot back, and this
+# bounds what that costs (a little oversubscription) instead of stalling every sign-in.
+SLOT_WAIT_SECONDS = 2.0
+
+
+@contextmanager
+def _hashing_slot() -> Iterator[None]:
+    slots = _shared_slots
+    acquired = slots is not None and slots.acquire(timeout=SLOT_WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        if acquired:
+            slots.release()
 
 
 def share_hashing_slots() -> None:
@@ -106,18 +123,12 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(hashing_threads(), thread_name_prefix="argon2")
 
     def hash(self, password: str) -> str:
-        slots = _shared_slots
-        if slots is None:
-            return self._hasher.hash(normalise(password))
-        with slots:
+        with _hashing_slot():
             return self._hasher.hash(normalise(password))
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         """Constant work whether or not there is a hash: a missing one checks the dummy."""
-        slots = _shared_slots
-        if slots is None:
-            return self._verify(stored_hash, password)
-        with slots:
+        with _hashing_slot():
             return self._verify(stored_hash, password)
 
     def _verify(self, stored_hash: str | None, password: str) -> bool:

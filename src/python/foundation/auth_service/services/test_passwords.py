@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -115,3 +116,18 @@ def test_shared_slots_limit_hashing_across_forked_workers(monkeypatch: pytest.Mo
     assert done.wait(10), "the forked worker never hashed once the slot was free"
     child.join(10)
     assert child.exitcode == 0
+
+
+def test_a_slot_never_given_back_delays_hashing_but_does_not_stop_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker killed mid-hash keeps its slot for good; the others wait a bounded time."""
+    monkeypatch.setattr(passwords, "hashing_threads", lambda: 1)
+    monkeypatch.setattr(passwords, "_shared_slots", None)
+    monkeypatch.setattr(passwords, "SLOT_WAIT_SECONDS", 0.2)
+    passwords.share_hashing_slots()
+    stored = hasher.hash("violet-Harbor-93")
+    passwords._shared_slots.acquire()  # leaked: never released
+    started = time.monotonic()
+    assert hasher.verify(stored, "violet-Harbor-93")
+    assert 0.2 <= time.monotonic() - started < 5
