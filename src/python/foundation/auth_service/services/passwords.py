@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import unicodedata
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +30,16 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from foundation.shared.cpu import usable_cores
 from foundation.shared.errors import ValidationFailed
 
 ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the first 72 characters decide
 
 
 def hashing_threads() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The CPU cores this process may use (its affinity mask, capped by a container's CPU
+    limit)."""
+    return usable_cores()
 
 
 # A semaphore with one slot per core, made in the server process before it forks its
