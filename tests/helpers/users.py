@@ -38,6 +38,7 @@ def auth_settings(
         "db_pool_size": 5,
         "login_max_failures_per_ip": 1000,
         "outbox_relay_enabled": False,
+        "session_purge_interval": 0,  # the tests that move the service's clock expect every row
     }
     values.update(overrides)
     return AuthServiceSettings(**values)

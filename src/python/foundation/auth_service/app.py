@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +21,7 @@ from foundation.auth_service.repository.direct import DirectSql
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.login_throttle import LoginThrottle
 from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy
-from foundation.auth_service.services.sessions import Lifetimes, SessionService
+from foundation.auth_service.services.sessions import Lifetimes, SessionService, purge_periodically
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.engine import create_engine, ping, session_factory
 from foundation.events.relay import OutboxRelay
@@ -116,9 +118,23 @@ def create_app(
             relay.start()
             direct.on_write(relay.notify)
         app.state.outbox_relay = relay
+        purger = None
+        if settings.session_purge_interval > 0:
+            purger = asyncio.create_task(
+                purge_periodically(
+                    session_service,
+                    retention=timedelta(seconds=settings.session_retention),
+                    interval=settings.session_purge_interval,
+                ),
+                name="session-purge",
+            )
         try:
             yield
         finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
             await relay.aclose()
             hasher.close()
             await direct.close()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 from foundation.auth.encryption import token_cipher
 from foundation.auth.signing import KeyDirectory
 from foundation.auth_service import migrations
 from foundation.auth_service.repository import users
+from foundation.auth_service.repository.direct import DirectSql
 from foundation.auth_service.services.oauth import reencrypt_stored_tokens
 from foundation.auth_service.services.passwords import share_hashing_slots
+from foundation.auth_service.services.sessions import purge_ended_sessions
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.engine import create_engine, session_factory
 from foundation.database.migrations import upgrade
@@ -95,6 +98,33 @@ def grant_admin(args: argparse.Namespace) -> int:
         print(f"no user with email {args.email}")
         return 1
     print(f"{args.email} is an admin")
+    return 0
+
+
+async def _purge(settings: AuthServiceSettings) -> int:
+    direct = DirectSql(settings)
+    await direct.open()
+    try:
+        return await purge_ended_sessions(
+            direct,
+            absolute=timedelta(seconds=settings.session_absolute_lifetime),
+            retention=timedelta(seconds=settings.session_retention),
+            now=datetime.now(UTC),
+        )
+    finally:
+        await direct.close()
+
+
+@cli.command(
+    "purge-sessions",
+    "delete the rows of sessions that ended more than SESSION_RETENTION seconds ago (each "
+    "replica also does it every SESSION_PURGE_INTERVAL seconds)",
+)
+def purge_sessions(args: argparse.Namespace) -> int:
+    settings = AuthServiceSettings()
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    print(f"deleted {asyncio.run(_purge(settings))} row(s) of ended sessions")
     return 0
 
 

@@ -67,6 +67,8 @@ class Session(UUIDPrimaryKey, Base):
     __tablename__ = "sessions"
     __table_args__ = (
         Index("ix_sessions_family_id", "family_id"),
+        # Dead families are deleted by age (repository.sessions.purge_created_before).
+        Index("ix_sessions_created_at", "created_at"),
         Index(
             "ix_sessions_user_live",
             "user_id",

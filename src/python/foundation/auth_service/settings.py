@@ -33,6 +33,9 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
     refresh_grace_seconds: float = Field(default=10.0, ge=0, le=300)
     session_idle_timeout: int = Field(default=7 * 86_400, ge=60)
     session_absolute_lifetime: int = Field(default=30 * 86_400, ge=60)
+    # Rows of ended sessions are deleted this long after the session ended at the latest.
+    session_retention: int = Field(default=86_400, ge=0, description="Seconds.")
+    session_purge_interval: float = Field(default=3_600.0, ge=0, description="Seconds; 0 turns it off.")
 
     # Passwords: argon2id, OWASP's minimum by default.
     argon2_memory_kib: int = Field(default=19_456, ge=19_456)

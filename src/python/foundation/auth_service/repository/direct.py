@@ -65,8 +65,11 @@ class DirectSql:
             self._after_write()
         return row
 
-    async def execute(self, sql: str, params: dict[str, Any]) -> None:
+    async def execute(self, sql: str, params: dict[str, Any]) -> int:
+        """Run one statement; the number of rows it changed."""
         async with self.pool.connection() as conn:
-            await conn.execute(sql, params)  # type: ignore[arg-type]
+            cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
+            count = cursor.rowcount
         if self._after_write is not None:
             self._after_write()
+        return count

@@ -263,3 +263,18 @@ async def family_is_live_for_user(
         .where(and_(Session.family_id == family_id, Session.user_id == user_id, *_live(now)))
     )
     return bool(count)
+
+
+# Oldest rows first, a batch at a time; concurrent purges (every replica runs one) skip each
+# other's rows instead of waiting on them.
+_PURGE = """
+    DELETE FROM sessions WHERE id IN (
+        SELECT id FROM sessions WHERE created_at < %(cutoff)s
+        ORDER BY created_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+    )
+"""
+
+
+async def purge_created_before(direct: DirectSql, cutoff: datetime, batch: int) -> int:
+    """Delete up to ``batch`` rows created before ``cutoff``; how many went."""
+    return await direct.execute(_PURGE, {"cutoff": cutoff, "batch": batch})

@@ -7,11 +7,14 @@ put on the Redis deny-list (after the commit) so their access tokens stop workin
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from psycopg.errors import DeadlockDetected
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
@@ -290,6 +293,13 @@ class SessionService:
     ) -> list[Session]:
         return await session_rows.live_for_user(db, user_id, self.clock(), limit=limit, after=after)
 
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def purge_ended(self, retention: timedelta) -> int:
+        return await purge_ended_sessions(
+            self.direct, absolute=self.lifetimes.absolute, retention=retention, now=self.clock()
+        )
+
     async def deny(self, families: Iterable[uuid.UUID]) -> None:
         """Refuse the families' access tokens everywhere until the last one has expired."""
         for family_id in families:
@@ -298,3 +308,38 @@ class SessionService:
             except RedisError as exc:
                 # The refresh tokens are revoked already; only the access tokens live on.
                 log.error("session deny-list unavailable", session_id=str(family_id), error=str(exc))
+
+
+async def purge_ended_sessions(
+    direct: DirectSql, *, absolute: timedelta, retention: timedelta, now: datetime, batch: int = 5_000
+) -> int:
+    """Delete the rows of sessions that ended at least ``retention`` ago; how many went.
+
+    A row created before ``now - absolute - retention`` belongs to a session that signed in
+    even earlier, so that session ended (at its absolute lifetime at the latest) at least
+    ``retention`` ago, revoked or not. Every row of a live session is younger, so reuse
+    detection keeps every generation it needs, and the table holds about one absolute
+    lifetime of rows instead of growing forever (a row per refresh)."""
+    cutoff = now - absolute - retention
+    total = 0
+    while True:
+        deleted = await session_rows.purge_created_before(direct, cutoff, batch)
+        total += deleted
+        if deleted < batch:
+            break
+    if total:
+        log.info("ended sessions purged", rows=total, created_before=cutoff.isoformat())
+    return total
+
+
+async def purge_periodically(service: SessionService, *, retention: timedelta, interval: float) -> None:
+    """``purge_ended`` every ``interval`` seconds until cancelled. The first run waits a
+    random part of the interval, so replicas started together spread out; a failure is
+    logged and the next run tries again."""
+    await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 - spreading load, not a secret
+    while True:
+        try:
+            await service.purge_ended(retention)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("purging ended sessions failed; the next run retries", error=str(exc))
+        await asyncio.sleep(interval)
