@@ -12,7 +12,6 @@ to the FastAPI routes below, which answer it as before and document both in the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from email.message import Message as MimeHeader
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -86,11 +85,12 @@ FAST_ROUTES: dict[str, tuple[type[BaseModel], Handler]] = {
 
 
 def _is_json(scope: Scope) -> bool:
+    """Whether the media type is exactly ``application/json`` (parameters aside), read the
+    way the OAuth callback reads it."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            header = MimeHeader()
-            header["content-type"] = value.decode("latin-1")
-            return header.get_content_type() == "application/json"
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
     return False
 
 
