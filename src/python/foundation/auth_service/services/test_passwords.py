@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from typing import Any
 
 import pytest
 
@@ -90,13 +91,19 @@ def test_policy_counts_characters_after_normalisation() -> None:
         PasswordPolicy(min_score=0).check("ﬁﬂﬁ")
 
 
-def test_shared_slots_limit_hashing_across_forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Worker processes forked after ``share_hashing_slots`` hash at most one password per
-    core between them: with every slot taken elsewhere, a forked worker's hash waits."""
+@pytest.fixture()
+def one_shared_slot(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``share_hashing_slots`` as the server calls it, on a one-core machine; the semaphore."""
     monkeypatch.setattr(passwords, "hashing_threads", lambda: 1)
     monkeypatch.setattr(passwords, "_shared_slots", None)
     passwords.share_hashing_slots()
-    slots = passwords._shared_slots
+    return passwords._shared_slots
+
+
+def test_shared_slots_limit_hashing_across_forked_workers(one_shared_slot: Any) -> None:
+    """Worker processes forked after ``share_hashing_slots`` hash at most one password per
+    core between them: with every slot taken elsewhere, a forked worker's hash waits."""
+    slots = one_shared_slot
     assert slots is not None
     stored = hasher.hash("violet-Harbor-93")
     context = multiprocessing.get_context("fork")
@@ -119,15 +126,12 @@ def test_shared_slots_limit_hashing_across_forked_workers(monkeypatch: pytest.Mo
 
 
 def test_a_slot_never_given_back_delays_hashing_but_does_not_stop_it(
-    monkeypatch: pytest.MonkeyPatch,
+    one_shared_slot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker killed mid-hash keeps its slot for good; the others wait a bounded time."""
-    monkeypatch.setattr(passwords, "hashing_threads", lambda: 1)
-    monkeypatch.setattr(passwords, "_shared_slots", None)
     monkeypatch.setattr(passwords, "SLOT_WAIT_SECONDS", 0.2)
-    passwords.share_hashing_slots()
     stored = hasher.hash("violet-Harbor-93")
-    passwords._shared_slots.acquire()  # leaked: never released
+    one_shared_slot.acquire()  # leaked: never released
     started = time.monotonic()
     assert hasher.verify(stored, "violet-Harbor-93")
     assert 0.2 <= time.monotonic() - started < 5
