@@ -50,6 +50,7 @@ from foundation.shared.logging import RequestContextMiddleware, configure_loggin
 REPO = Path(__file__).resolve().parents[1]
 PYTHONPATH = f"{REPO / 'src/python'}:{REPO}:{REPO / 'bench'}"
 ISSUER, AUDIENCE = "http://127.0.0.1:8000/auth", "foundation-api"
+REQUEST_TIMEOUT = 10.0  # seconds; a request without an answer by then counts as an error
 
 
 # --- the service under test (runs in its own process) -------------------------------------
@@ -123,10 +124,10 @@ async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[
     async def one(scheduled: float) -> None:
         nonlocal errors
         try:
-            status, _ = await client.send(raw)
+            status, _ = await asyncio.wait_for(client.send(raw), REQUEST_TIMEOUT)
             if status != 200:
                 errors += 1
-        except (OSError, ValueError):
+        except (OSError, ValueError, TimeoutError):
             errors += 1
         # From when it was due, not when it was sent: no coordinated omission.
         latencies.append(time.perf_counter() - scheduled)

@@ -24,11 +24,13 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.done: asyncio.Future[tuple[int, bytes]] | None = None
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self.done is not None and not self.done.done():
             self.done.set_exception(ConnectionError("connection closed"))
 
@@ -74,12 +76,20 @@ class Client:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
-        connection = self.idle.pop() if self.idle else None
+        connection = None
+        while self.idle and connection is None:
+            connection = self.idle.pop()
+            if connection.closed:  # the server closed it while it was idle
+                connection = None
         if connection is None:
             _, connection = await asyncio.get_running_loop().create_connection(
                 Connection, self.host, self.port
             )
-        result = await connection.request(raw)
+        try:
+            result = await connection.request(raw)
+        except BaseException:  # a failed or abandoned (timed out) request: the connection goes
+            connection.close()
+            raise
         self.idle.append(connection)
         return result
 

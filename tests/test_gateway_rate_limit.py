@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from foundation.auth.denylist import SessionDenyList
 from foundation.gateway.app import create_app
 from foundation.gateway.testing import FakeService, gateway_settings, serve_asgi
-from tests.helpers.apps import closed_port_redis_url
+from tests.helpers.apps import closed_port_redis_url, silent_redis_url
 from tests.helpers.auth import TestSigner, bearer, test_verifier
 
 SIGNER = TestSigner()
@@ -258,6 +258,27 @@ async def test_without_redis_general_traffic_fails_open_and_sign_in_fails_closed
     assert body["down"][-1] == "redis"
     assert body["gateway"]["rate_limits"]["redis"].startswith("down")
     assert body["gateway"]["rate_limits"]["on_redis_failure"] == {"general": "open", "sign_in": "closed"}
+
+
+@pytest.mark.parametrize("rate_limit_enabled", [True, False], ids=["rate-limit", "deny-list-only"])
+async def test_a_redis_that_never_answers_costs_a_request_the_redis_timeout(
+    redis_prefix: str, service: FakeService, rate_limit_enabled: bool
+) -> None:
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as client:
+        redis_url = await stack.enter_async_context(silent_redis_url())
+        [url] = await start_gateways(
+            stack, redis_url, redis_prefix, service, redis_timeout=0.3, rate_limit_enabled=rate_limit_enabled
+        )
+        began = time.monotonic()
+        async with client.get(url + "/history", headers=bearer(SIGNER.issue())) as response:
+            assert response.status == 200  # general traffic fails open
+        assert time.monotonic() - began < 2
+        async with client.get(url + "/health") as response:
+            body = await response.json()
+        assert body["gateway"]["rate_limits"]["redis"].startswith("down")
+        if rate_limit_enabled:
+            async with client.post(url + "/auth/login", json={}) as response:
+                assert response.status == 503  # sign-in fails closed
 
 
 async def test_fail_modes_are_configurable(redis_prefix: str, service: FakeService) -> None:

@@ -41,7 +41,7 @@ EXPOSED_HEADERS = ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After
 
 def build_edge(runtime: GatewayRuntime, policy: RateLimitPolicy, tracer: Any) -> ASGIApp:
     """identify -> rate limit -> require authentication -> proxy."""
-    edge: ASGIApp = RequireAuthentication(Proxy(runtime.upstreams, runtime.http, tracer=tracer))
+    edge: ASGIApp = RequireAuthentication(Proxy(runtime.upstreams, runtime.pool, tracer=tracer))
     settings = runtime.settings
     rate_limiter: RateLimitMiddleware | None = None
     if settings.rate_limit_enabled:
@@ -66,6 +66,7 @@ def build_edge(runtime: GatewayRuntime, policy: RateLimitPolicy, tracer: Any) ->
         status=runtime.redis_status,
         on_redis_error=on_redis_error,
         denylist_checked_by_rate_limiter=rate_limiter is not None,
+        redis_timeout=settings.redis_timeout,
     )
 
 

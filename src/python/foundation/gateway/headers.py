@@ -62,21 +62,21 @@ def is_identity_header(name: bytes) -> bool:
 
 def request_headers_for_upstream(
     headers: RawHeaders, extra: Iterable[tuple[bytes, bytes]]
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     """The client's headers minus hop-by-hop, identity and forwarding ones, plus ``extra``.
 
     ASGI servers give lower-case names, which this relies on.
     """
     listed = connection_tokens(headers)
     kept = [
-        (name.decode("latin-1"), value.decode("latin-1"))
+        (name, value)
         for name, value in headers
         if name not in HOP_BY_HOP
         and name not in FORWARDING_HEADERS
         and name not in listed
         and not is_identity_header(name)
     ]
-    kept.extend((name.decode("latin-1"), value.decode("latin-1")) for name, value in extra)
+    kept.extend(extra)
     return kept
 
 

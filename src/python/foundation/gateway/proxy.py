@@ -3,7 +3,8 @@
 The request body streams to the service when its length is declared; a chunked body (no
 length) is read first, up to the size limit, so an oversized one is refused before a service
 sees any of it. The answer streams back as it arrives. A service that cannot be reached gives
-502, one that stays silent past the read timeout 504, both as problem+json.
+502, one that stays silent past the read timeout 504, both as problem+json. The hop itself is
+``upstream_http.UpstreamPool`` (why not aiohttp: see that module).
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 from starlette.types import Message, Receive, Scope, Send
-from yarl import URL
 
 from foundation.gateway.headers import VIA, request_headers_for_upstream, response_headers_for_client
+from foundation.gateway.upstream_http import (
+    Base,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
 from foundation.gateway.upstreams import Upstream
 from foundation.shared.errors import AppError, BadGateway, BadRequest, GatewayTimeout
 from foundation.shared.logging import bind_request_context, get_logger
@@ -61,23 +68,33 @@ class Proxy:
     def __init__(
         self,
         upstreams: dict[str, Upstream],
-        session: Callable[[], aiohttp.ClientSession],
+        pool: Callable[[], UpstreamPool],
         *,
         tracer: Any = None,
     ) -> None:
         self.upstreams = upstreams
-        self.session = session
+        self.pool = pool
         self.tracer = tracer  # an OpenTelemetry tracer when tracing is on, else None
+        self._bases: dict[str, Base] = {}
+
+    def _base(self, url: str) -> Base:
+        base = self._bases.get(url)
+        if base is None:
+            base = self._bases[url] = Base.parse(url)
+        return base
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["state"]
         upstream = self.upstreams[state[STATE_KEY]]
-        base = upstream.pick()
+        url = upstream.pick()
+        base = self._base(url)
         bind_request_context(upstream=upstream.name)
-        raw_path = scope.get("raw_path") or scope["path"].encode()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if base.prefix:
+            target = base.prefix.encode() + target
         query = scope.get("query_string", b"")
-        target = base + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        url = URL(target, encoded=True)
+        if query:
+            target = target + b"?" + query
         method = scope["method"]
         extra = self._extra_headers(scope, state)
         body: Any = None
@@ -88,7 +105,7 @@ class Proxy:
             extra.append((b"content-length", str(len(body)).encode()))
         headers = request_headers_for_upstream(scope["headers"], extra)
         if self.tracer is None:
-            await self._forward(scope, send, upstream, method, url, headers, body)
+            await self._forward(scope, send, upstream, base, method, target, headers, body)
             return
         from opentelemetry import propagate, trace
 
@@ -97,15 +114,17 @@ class Proxy:
             kind=trace.SpanKind.CLIENT,
             attributes={
                 "http.request.method": method,
-                "server.address": url.host or "",
-                "url.full": str(url.with_query(None)),
+                "server.address": base.origin.host,
+                "url.full": url + target.partition(b"?")[0].decode("latin-1"),
                 "foundation.upstream": upstream.name,
             },
         ) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            headers.extend(carrier.items())
-            status = await self._forward(scope, send, upstream, method, url, headers, body)
+            headers.extend(
+                (name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()
+            )
+            status = await self._forward(scope, send, upstream, base, method, target, headers, body)
             span.set_attribute("http.response.status_code", status)
 
     def _extra_headers(self, scope: Scope, state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -132,18 +151,17 @@ class Proxy:
         scope: Scope,
         send: Send,
         upstream: Upstream,
+        base: Base,
         method: str,
-        url: URL,
-        headers: list[tuple[str, str]],
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
         body: Any,
     ) -> int:
         retryable = method in IDEMPOTENT and not isinstance(body, AsyncIterator)
         attempts = 2 if retryable else 1
         for attempt in range(attempts):
             try:
-                async with self.session().request(
-                    method, url, headers=headers, data=body, allow_redirects=False, compress=None
-                ) as response:
+                async with await self.pool().request(base, method, target, headers, body) as response:
                     return await self._relay(scope, send, response)
             except AppError:
                 raise
@@ -151,33 +169,33 @@ class Proxy:
                 raise BadRequest(
                     "The client went away while sending the body.", code="client_disconnected"
                 ) from None
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+            except TimeoutError:
                 log.warning("upstream timed out", upstream=upstream.name)
                 raise GatewayTimeout(
                     f"The {upstream.name} service did not answer in time.", code="upstream_timeout"
                 ) from None
-            except aiohttp.ClientConnectorError as exc:
+            except UpstreamUnreachable as exc:
                 log.warning("upstream unreachable", upstream=upstream.name, error=str(exc))
                 raise BadGateway(
                     f"The {upstream.name} service cannot be reached.", code="upstream_unreachable"
                 ) from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except UpstreamDisconnected as exc:
                 # A pooled keep-alive connection the service had just closed: try once more.
-                if attempt + 1 < attempts:
+                if exc.before_answer and attempt + 1 < attempts:
                     continue
-                log.warning("upstream failed", upstream=upstream.name, error=repr(exc))
+                log.warning("upstream failed", upstream=upstream.name, error=str(exc))
                 raise BadGateway(
                     f"The {upstream.name} service failed to answer.", code="upstream_error"
                 ) from None
-            except aiohttp.ClientError as exc:
+            except (UpstreamError, OSError) as exc:
                 log.warning("upstream failed", upstream=upstream.name, error=repr(exc))
                 raise BadGateway(
                     f"The {upstream.name} service failed to answer.", code="upstream_error"
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _relay(self, scope: Scope, send: Send, response: aiohttp.ClientResponse) -> int:
-        headers = response_headers_for_client(response.raw_headers)
+    async def _relay(self, scope: Scope, send: Send, response: UpstreamResponse) -> int:
+        headers = response_headers_for_client(response.headers)
         status = response.status
         no_body = scope["method"] == "HEAD" or status in (204, 304) or 100 <= status < 200
         start: Message = {"type": "http.response.start", "status": status, "headers": headers}
@@ -192,11 +210,11 @@ class Proxy:
             await send({"type": "http.response.body", "body": body})
             return status
         # Large or unknown length: stream. Once the head is sent, a failure can only cut the body.
-        first = await response.content.readany()
+        first = await response.read_chunk()
         await send(start)
         chunk = first
         while chunk:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await response.content.readany()
+            chunk = await response.read_chunk()
         await send({"type": "http.response.body", "body": b""})
         return status

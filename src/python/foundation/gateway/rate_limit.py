@@ -11,6 +11,7 @@ adds what the gateway needs: Redis's own clock, the remaining count and the exac
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import os
@@ -76,8 +77,9 @@ class Decision:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, timeout: float | None = None) -> None:
         self.redis = redis
+        self.timeout = timeout  # seconds for the whole call (see GatewayRuntime.start)
         self._script = redis.register_script(SLIDING_LOG)
         self._member_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
@@ -86,9 +88,10 @@ class RedisRateLimiter:
         """Count one request against ``key`` unless ``deny_key`` (a revoked session) exists."""
         member = self._member_prefix + str(next(self._counter))
         keys = [key] if deny_key is None else [key, deny_key]
-        admitted, remaining, wait_ms = await self._script(
-            keys=keys, args=[quota.limit, quota.window * 1000, member]
-        )
+        async with asyncio.timeout(self.timeout):
+            admitted, remaining, wait_ms = await self._script(
+                keys=keys, args=[quota.limit, quota.window * 1000, member]
+            )
         if int(admitted) < 0:
             return Decision(quota, False, 0, 0, session_denied=True)
         reset = (

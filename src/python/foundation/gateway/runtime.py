@@ -12,6 +12,7 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.rate_limit import RedisRateLimiter
 from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.settings import GatewaySettings
+from foundation.gateway.upstream_http import UpstreamPool
 from foundation.gateway.upstreams import Upstream, create_http_session, upstreams_from
 from foundation.shared.redis import create_redis
 
@@ -26,7 +27,8 @@ class GatewayRuntime:
         self.upstreams: dict[str, Upstream] = upstreams_from(settings)
         self.redis_status = RedisStatus()
         self._given_verifier = token_verifier
-        self._http: aiohttp.ClientSession | None = None
+        self._http: aiohttp.ClientSession | None = None  # health checks, OpenAPI, JWKS
+        self._pool: UpstreamPool | None = None  # proxied requests
         self._redis: aioredis.Redis | None = None
         self._verifier: TokenVerifier | None = None
         self._key_source: JwksKeySource | None = None
@@ -36,9 +38,18 @@ class GatewayRuntime:
     async def start(self) -> None:
         settings = self.settings
         self._http = create_http_session(settings)
-        # Short timeouts: a hung Redis must cost a request milliseconds, not seconds.
+        self._pool = UpstreamPool(
+            limit=settings.upstream_pool_size,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+        )
+        # Short timeouts: a hung Redis must cost a request milliseconds, not seconds. The
+        # edge's calls are bounded as a whole (``asyncio.timeout``) rather than per socket
+        # operation: redis-py runs every write under a socket timeout in ``asyncio.wait_for``,
+        # an extra task per command on Python 3.11. A timed-out call drops its connection.
         self._redis = create_redis(
-            settings, socket_connect_timeout=settings.redis_timeout, socket_timeout=settings.redis_timeout
+            settings, socket_connect_timeout=settings.redis_timeout, socket_timeout=None
         )
         if self._given_verifier is not None:
             self._verifier = self._given_verifier
@@ -50,21 +61,28 @@ class GatewayRuntime:
                 self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
         self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix)
-        self._limiter = RedisRateLimiter(self._redis)
+        self._limiter = RedisRateLimiter(self._redis, timeout=settings.redis_timeout)
 
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.close()
+        if self._pool is not None:
+            await self._pool.close()
         if self._redis is not None:
             await self._redis.aclose()
         if self._key_source is not None:
             await self._key_source.aclose()
-        self._http = self._redis = self._key_source = None
+        self._http = self._pool = self._redis = self._key_source = None
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
             raise NotStarted("the gateway's lifespan has not started")
         return self._http
+
+    def pool(self) -> UpstreamPool:
+        if self._pool is None:
+            raise NotStarted("the gateway's lifespan has not started")
+        return self._pool
 
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
