@@ -12,12 +12,13 @@ adds what the gateway needs: Redis's own clock, the remaining count and the exac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import math
 import os
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from foundation.gateway.redis_pipe import RedisPipe
 
 # KEYS[1] the log; ARGV: limit, window (ms), unique member. Returns {admitted, remaining, wait_ms}
 # where wait_ms is when the oldest admitted request leaves the window (a slot frees up).
@@ -47,6 +48,8 @@ if oldest[2] then
 end
 return {admitted, limit - count, wait}
 """
+# Redis names scripts by their SHA-1 (EVALSHA); a name, not a security measure.
+SLIDING_LOG_SHA = hashlib.sha1(SLIDING_LOG.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +80,9 @@ class Decision:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: aioredis.Redis, timeout: float | None = None) -> None:
+    def __init__(self, redis: RedisPipe, timeout: float | None = None) -> None:
         self.redis = redis
         self.timeout = timeout  # seconds for the whole call (see GatewayRuntime.start)
-        self._script = redis.register_script(SLIDING_LOG)
         self._member_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
 
@@ -89,8 +91,8 @@ class RedisRateLimiter:
         member = self._member_prefix + str(next(self._counter))
         keys = [key] if deny_key is None else [key, deny_key]
         async with asyncio.timeout(self.timeout):
-            admitted, remaining, wait_ms = await self._script(
-                keys=keys, args=[quota.limit, quota.window * 1000, member]
+            admitted, remaining, wait_ms = await self.redis.evalsha(
+                SLIDING_LOG_SHA, SLIDING_LOG, keys, [quota.limit, quota.window * 1000, member]
             )
         if int(admitted) < 0:
             return Decision(quota, False, 0, 0, session_denied=True)

@@ -10,6 +10,7 @@ from foundation.auth.denylist import SessionDenyList
 from foundation.auth.keys import JwksKeySource
 from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.rate_limit import RedisRateLimiter
+from foundation.gateway.redis_pipe import RedisPipe
 from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.settings import GatewaySettings
 from foundation.gateway.upstream_http import UpstreamPool
@@ -34,6 +35,7 @@ class GatewayRuntime:
         self._key_source: JwksKeySource | None = None
         self._denylist: SessionDenyList | None = None
         self._limiter: RedisRateLimiter | None = None
+        self._pipe: RedisPipe | None = None  # the rate-limit script's own connection
 
     async def start(self) -> None:
         settings = self.settings
@@ -61,7 +63,9 @@ class GatewayRuntime:
                 self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
         self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix)
-        self._limiter = RedisRateLimiter(self._redis, timeout=settings.redis_timeout)
+        assert settings.redis_url  # create_redis refused to start without one
+        self._pipe = RedisPipe(settings.redis_url, connect_timeout=settings.redis_timeout)
+        self._limiter = RedisRateLimiter(self._pipe, timeout=settings.redis_timeout)
 
     async def stop(self) -> None:
         if self._http is not None:
@@ -70,9 +74,11 @@ class GatewayRuntime:
             await self._pool.close()
         if self._redis is not None:
             await self._redis.aclose()
+        if self._pipe is not None:
+            await self._pipe.aclose()
         if self._key_source is not None:
             await self._key_source.aclose()
-        self._http = self._pool = self._redis = self._key_source = None
+        self._http = self._pool = self._redis = self._pipe = self._key_source = None
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:

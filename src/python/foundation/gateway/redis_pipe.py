@@ -1,0 +1,174 @@
+"""One pipelined Redis connection for the gateway's per-request script call.
+
+Why not redis-py for this one call (it serves every other Redis use, here and in the
+services): counted with callgrind, redis-py's ``execute_command`` path was about 286,000 of the
+gateway's 800,000 instructions per proxied request (connection pool, retry wrapper,
+observability hooks, argument encoding) for a single ``EVALSHA`` (docs/performance.md,
+"Fourth pass"). Here every caller shares one connection: commands are written as they come
+(pipelined), answers arrive in the same order and are parsed by hiredis, the reply parser
+redis-py itself uses. The URL is read by redis-py's own ``parse_url`` (user, password,
+database, ``rediss://`` for TLS).
+
+A call cut short by its caller (``asyncio.timeout``) drops the connection and fails the calls
+in flight on it: a server that stopped answering one request has stopped answering all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+
+def command(*parts: bytes) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            while (reply := self.reader.gets()) is not False:
+                waiter = self.waiting.popleft()
+                if waiter.done():  # its caller gave up (the connection is closing anyway)
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    waiter.set_exception(ResponseError(str(reply)))
+                else:
+                    waiter.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:  # not RESP, or an answer nobody asked for
+            self.close(RedisConnectionError(f"invalid reply from Redis: {exc!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError("Redis closed the connection"))
+
+    def call(self, packed: bytes) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        self.transport.write(packed)
+        return waiter
+
+    def close(self, error: Exception) -> None:
+        self._fail(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
+class RedisPipe:
+    """``await pipe.evalsha(sha, script, keys, args)``: one round trip, shared connection."""
+
+    def __init__(self, url: str, *, connect_timeout: float) -> None:
+        params = parse_url(url)
+        connection_class = params.get("connection_class")
+        self._path: str | None = params.get("path")
+        if connection_class is UnixDomainSocketConnection and not self._path:
+            raise ValueError("a unix:// Redis URL needs a path")
+        self._host = params.get("host", "localhost")
+        self._port = int(params.get("port", 6379))
+        self._tls = connection_class is SSLConnection
+        self._tls_verify = params.get("ssl_cert_reqs", "required") not in ("none", ssl.CERT_NONE)
+        self._setup: list[bytes] = []
+        password, username = params.get("password"), params.get("username")
+        if password:
+            auth = (username, password) if username else (password,)
+            self._setup.append(command(b"AUTH", *(part.encode() for part in auth)))
+        if int(params.get("db", 0)):
+            self._setup.append(command(b"SELECT", str(params["db"]).encode()))
+        self.connect_timeout = connect_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Task[_Protocol] | None = None
+
+    async def evalsha(
+        self, sha: str, script: str, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
+        """``EVALSHA``, and ``EVAL`` when the server does not know the script yet."""
+        tail = [str(len(keys)).encode(), *(key.encode() for key in keys), *map(_bytes, args)]
+        try:
+            return await self._call(command(b"EVALSHA", sha.encode(), *tail))
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self._call(command(b"EVAL", script.encode(), *tail))
+
+    async def _call(self, packed: bytes) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connection()
+        try:
+            return await protocol.call(packed)
+        except asyncio.CancelledError:
+            protocol.close(RedisConnectionError("a Redis call timed out; connection dropped"))
+            raise
+
+    async def _connection(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            if self._path:
+                _, protocol = await loop.create_unix_connection(_Protocol, self._path)
+            else:
+                context: ssl.SSLContext | None = None
+                if self._tls:
+                    context = ssl.create_default_context()
+                    if not self._tls_verify:
+                        context.check_hostname = False
+                        context.verify_mode = ssl.CERT_NONE
+                _, protocol = await loop.create_connection(_Protocol, self._host, self._port, ssl=context)
+            try:
+                for packed in self._setup:
+                    await protocol.call(packed)
+            except BaseException:
+                protocol.close(RedisConnectionError("Redis refused the connection's set-up"))
+                raise
+        self._protocol = protocol
+        return protocol
+
+    async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._protocol is not None:
+            self._protocol.close(RedisConnectionError("closed"))
+            self._protocol = None
+
+
+def _bytes(value: str | int | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()

@@ -1,0 +1,107 @@
+"""The gateway's pipelined Redis connection against a real Redis (and a silent one)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from foundation.gateway.redis_pipe import RedisPipe
+from foundation.gateway.redis_status import REDIS_ERRORS
+from tests.helpers.apps import closed_port_redis_url, silent_redis_url
+
+ECHO = "return {ARGV[1], KEYS[1]}"
+
+
+def sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+async def test_concurrent_calls_share_one_connection_and_get_their_own_answers(redis_url: str) -> None:
+    pipe = RedisPipe(redis_url, connect_timeout=1)
+    try:
+        answers = await asyncio.gather(*(pipe.evalsha(sha(ECHO), ECHO, [f"k{i}"], [i]) for i in range(200)))
+        assert answers == [[str(i).encode(), f"k{i}".encode()] for i in range(200)]
+        assert pipe._protocol is not None and not pipe._protocol.closed
+    finally:
+        await pipe.aclose()
+
+
+async def test_an_unknown_script_is_sent_whole_once(redis_url: str) -> None:
+    script = f"-- {uuid.uuid4().hex}\nreturn tonumber(ARGV[1]) + 1"
+    pipe = RedisPipe(redis_url, connect_timeout=1)
+    plain = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await plain.script_exists(sha(script)) == [False]
+        assert await pipe.evalsha(sha(script), script, [], [41]) == 42
+        assert await plain.script_exists(sha(script)) == [True]
+        assert await pipe.evalsha(sha(script), script, [], [1]) == 2
+    finally:
+        await pipe.aclose()
+        await plain.aclose()
+
+
+async def test_an_error_answer_raises_and_the_connection_stays(redis_url: str) -> None:
+    failing = "return redis.error_reply('NOPE wrong')"
+    pipe = RedisPipe(redis_url, connect_timeout=1)
+    try:
+        with pytest.raises(ResponseError, match="NOPE"):
+            await pipe.evalsha(sha(failing), failing, [], [])
+        assert await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"]) == [b"v", b"k"]
+    finally:
+        await pipe.aclose()
+
+
+async def test_user_password_and_database_from_the_url(redis_url: str) -> None:
+    admin = aioredis.Redis.from_url(redis_url)
+    user, password = f"gw-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    key = f"test:pipe:{uuid.uuid4().hex}"
+    parts = urlsplit(redis_url)
+    url = f"redis://{user}:{password}@{parts.hostname}:{parts.port}/3"
+    setter = "redis.call('SET', KEYS[1], ARGV[1], 'EX', 60) return 1"
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    pipe = RedisPipe(url, connect_timeout=1)
+    wrong = RedisPipe(url.replace(password, "not-" + password), connect_timeout=1)
+    database_3 = aioredis.Redis.from_url(f"redis://{parts.hostname}:{parts.port}/3")
+    try:
+        assert await pipe.evalsha(sha(setter), setter, [key], ["there"]) == 1
+        assert await database_3.get(key) == b"there"
+        assert await admin.get(key) is None  # database 0
+        with pytest.raises(ResponseError, match="WRONGPASS|invalid"):
+            await wrong.evalsha(sha(setter), setter, [key], ["x"])
+    finally:
+        await pipe.aclose()
+        await wrong.aclose()
+        await database_3.delete(key)
+        await database_3.aclose()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
+
+
+async def test_a_call_cut_short_drops_the_connection() -> None:
+    async with silent_redis_url() as url:
+        pipe = RedisPipe(url, connect_timeout=1)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"])
+            first = pipe._protocol
+            assert first is not None and first.closed  # late answers can never be misread
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"])
+            assert pipe._protocol is not first  # a new connection was opened
+        finally:
+            await pipe.aclose()
+
+
+async def test_nothing_listening_is_an_error_the_edge_handles() -> None:
+    pipe = RedisPipe(closed_port_redis_url(), connect_timeout=1)
+    with pytest.raises(REDIS_ERRORS):
+        await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"])
+    await pipe.aclose()
