@@ -1,8 +1,8 @@
 """The gateway's HTTP/1.1 client for the hop to its services: pooled keep-alive connections,
 bodies streamed both ways, every wait bounded.
 
-Why not aiohttp's ``ClientSession`` here (it still serves ``/health``, the OpenAPI merge and
-the JWKS fetch): counted with callgrind on the gateway's request path, aiohttp's client was
+Why not aiohttp's ``ClientSession`` here (it still serves ``/health`` and the OpenAPI merge):
+counted with callgrind on the gateway's request path, aiohttp's client was
 about 380,000 of the gateway's 1,070,000 instructions per proxied request, this client about
 65,000 (docs/performance.md, "Fourth pass"). The hop needs little of what aiohttp offers
 (cookies, redirects, auth, tracing hooks, multipart, proxies): one request at a time per
