@@ -187,6 +187,34 @@ async def test_bytes_that_are_not_http_are_a_protocol_error() -> None:
         await client.close()
 
 
+async def test_a_connection_whose_request_body_was_not_all_sent_is_not_reused() -> None:
+    connections = 0
+
+    async def answer_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(OK)  # answers before the body, and keeps the connection
+            await writer.drain()
+
+    async def body_then_client_leaves() -> AsyncIterator[bytes]:
+        yield b"part of it"
+        await asyncio.sleep(0.05)  # the answer arrives meanwhile
+        raise ConnectionResetError("the client went away")
+
+    server = await asyncio.start_server(answer_at_once, "127.0.0.1", 0)
+    base = Base.parse(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    client = pool()
+    try:
+        with pytest.raises(ConnectionResetError):
+            await client.request(base, "POST", b"/", [(b"content-length", b"100")], body_then_client_leaves())
+        assert await fetch(client, base) == (200, {b"content-length": b"2"}, b"ok")
+        assert connections == 2  # the half-sent request's connection was closed
+    finally:
+        await client.close()
+        server.close()
+
+
 async def test_silence_is_a_timeout_and_nothing_listening_is_unreachable() -> None:
     async with peer(lambda _: b"") as (_, base):  # reads the request, never answers
         client = pool(read_timeout=0.2)

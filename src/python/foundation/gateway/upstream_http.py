@@ -180,6 +180,7 @@ class UpstreamResponse:
         self.content_length: int | None = None
         self.received = False  # any byte of the answer has arrived
         self.complete = False
+        self.request_sent = False  # the whole request (head and body) was written
         self._pool = pool
         self._connection = connection
         self._head_only = head_only  # an answer to HEAD: headers only, whatever they announce
@@ -241,7 +242,8 @@ class UpstreamResponse:
         connection.answer = None
         if self._paused:
             connection.resume_reading()
-        self._pool._release(connection, self.complete and self._keep_alive and not connection.closed)
+        reusable = self.complete and self._keep_alive and self.request_sent and not connection.closed
+        self._pool._release(connection, reusable)
 
     # -- events from the connection ------------------------------------------------------------
 
@@ -381,6 +383,7 @@ class UpstreamPool:
                     connection.write(chunk)
                     async with asyncio.timeout(self.read_timeout):
                         await connection.drain()
+            answer.request_sent = not connection.closed
             await answer.head()
         except BaseException:
             answer.release()
