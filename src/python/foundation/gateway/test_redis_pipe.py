@@ -64,7 +64,9 @@ async def test_user_password_and_database_from_the_url(redis_url: str) -> None:
     parts = urlsplit(redis_url)
     url = f"redis://{user}:{password}@{parts.hostname}:{parts.port}/3"
     setter = "redis.call('SET', KEYS[1], ARGV[1], 'EX', 60) return 1"
-    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    await admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
     pipe = RedisPipe(url, connect_timeout=1)
     wrong = RedisPipe(url.replace(password, "not-" + password), connect_timeout=1)
     database_3 = aioredis.Redis.from_url(f"redis://{parts.hostname}:{parts.port}/3")
@@ -79,7 +81,7 @@ async def test_user_password_and_database_from_the_url(redis_url: str) -> None:
         await wrong.aclose()
         await database_3.delete(key)
         await database_3.aclose()
-        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.acl_deluser(user)
         await admin.aclose()
 
 
