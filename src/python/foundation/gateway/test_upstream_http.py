@@ -5,11 +5,14 @@ connection closed at the wrong moment, bytes that are not HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
+from foundation.gateway.dev_cert import make_dev_cert
 from foundation.gateway.upstream_http import (
     Base,
     UpstreamDisconnected,
@@ -257,3 +260,28 @@ async def test_a_large_answer_is_read_with_backpressure() -> None:
         assert (await fetch(client, base))[2] == b"z" * size  # and the connection still works
         await client.close()
     assert server.connections == 1
+
+
+async def test_an_https_service_is_reached_over_verified_tls(tmp_path: Path) -> None:
+    cert, key = make_dev_cert(tmp_path, names=["127.0.0.1"])
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    scripted = Peer(lambda _: OK)
+    server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0, ssl=server_context)
+    base = Base.parse(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    trusting = UpstreamPool(
+        limit=2,
+        connect_timeout=1,
+        read_timeout=2,
+        keepalive_timeout=30,
+        ssl_context=ssl.create_default_context(cafile=str(cert)),
+    )
+    try:
+        assert await fetch(trusting, base) == (200, {b"content-length": b"2"}, b"ok")
+        assert await fetch(trusting, base) == (200, {b"content-length": b"2"}, b"ok")
+        assert scripted.connections == 1
+        with pytest.raises(UpstreamUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await fetch(pool(), base)  # the system's CAs do not know this certificate
+    finally:
+        await trusting.close()
+        server.close()
