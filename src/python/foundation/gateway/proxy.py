@@ -75,19 +75,11 @@ class Proxy:
         self.upstreams = upstreams
         self.pool = pool
         self.tracer = tracer  # an OpenTelemetry tracer when tracing is on, else None
-        self._bases: dict[str, Base] = {}
-
-    def _base(self, url: str) -> Base:
-        base = self._bases.get(url)
-        if base is None:
-            base = self._bases[url] = Base.parse(url)
-        return base
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["state"]
         upstream = self.upstreams[state[STATE_KEY]]
-        url = upstream.pick()
-        base = self._base(url)
+        base = upstream.pick()
         bind_request_context(upstream=upstream.name)
         target = scope.get("raw_path") or scope["path"].encode()
         if base.prefix:
@@ -115,7 +107,7 @@ class Proxy:
             attributes={
                 "http.request.method": method,
                 "server.address": base.origin.host,
-                "url.full": url + target.partition(b"?")[0].decode("latin-1"),
+                "url.full": base.url + target.partition(b"?")[0].decode("latin-1"),
                 "foundation.upstream": upstream.name,
             },
         ) as span:

@@ -28,7 +28,7 @@ class GatewayRuntime:
         self.upstreams: dict[str, Upstream] = upstreams_from(settings)
         self.redis_status = RedisStatus()
         self._given_verifier = token_verifier
-        self._http: aiohttp.ClientSession | None = None  # health checks, OpenAPI, JWKS
+        self._http: aiohttp.ClientSession | None = None  # health checks, the OpenAPI merge
         self._pool: UpstreamPool | None = None  # proxied requests
         self._redis: aioredis.Redis | None = None
         self._verifier: TokenVerifier | None = None

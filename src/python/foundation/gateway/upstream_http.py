@@ -66,6 +66,7 @@ class Base:
 
     origin: Origin
     prefix: str
+    url: str = field(compare=False)  # as configured, for logs and traces
 
     @classmethod
     def parse(cls, url: str) -> Base:
@@ -75,7 +76,7 @@ class Base:
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         origin = Origin(parts.hostname, port, tls, parts.netloc.encode("idna"))
-        return cls(origin, parts.path.rstrip("/"))
+        return cls(origin, parts.path.rstrip("/"), url)
 
 
 class _Connection(asyncio.Protocol):

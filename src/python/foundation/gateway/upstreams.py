@@ -1,7 +1,6 @@
-"""The services behind the gateway and the pooled HTTP client that reaches them.
-
-aiohttp's ClientSession was measured far faster than httpx for this (see docs/performance.md).
-One session per gateway process keeps connections alive and reuses them across requests.
+"""The services behind the gateway: their base URLs, and the aiohttp session the gateway
+uses to reach them for ``/health`` and the OpenAPI merge. Proxied requests go through
+``upstream_http.UpstreamPool`` instead (why: see that module).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from foundation.gateway.settings import GatewaySettings
+from foundation.gateway.upstream_http import Base
 
 
 class Upstream:
@@ -22,9 +22,10 @@ class Upstream:
             raise ValueError(f"{name}: no URL")
         self.name = name
         self.urls = tuple(url.rstrip("/") for url in urls)
-        self._cycle = itertools.cycle(self.urls)
+        # Parsed here, once: a URL the proxy cannot use stops the gateway at start-up.
+        self._cycle = itertools.cycle([Base.parse(url) for url in self.urls])
 
-    def pick(self) -> str:
+    def pick(self) -> Base:
         return next(self._cycle)
 
 
