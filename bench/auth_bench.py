@@ -49,6 +49,7 @@ from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.migrations import upgrade
 from foundation.database.provisioning import drop_database, ensure_database, with_database
 from foundation.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from foundation.shared.cpu import usable_cores
 
 PASSWORD = "violet-Harbor-93-quietly-Lamp"  # noqa: S105 - the benchmark users' password
 ISSUER, AUDIENCE = "http://127.0.0.1/auth", "bench-api"
@@ -322,7 +323,7 @@ async def verification_rates(jwks: dict[str, Any], tokens: list[str]) -> tuple[f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each HTTP phase")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Granian workers")
+    parser.add_argument("--workers", type=int, default=usable_cores(), help="Granian workers")
     parser.add_argument("--rounds", type=int, default=4, help="alternating argon2 / login rounds")
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--login-concurrency", type=int, default=8)
@@ -335,7 +336,7 @@ def main() -> int:
     hasher = PasswordHasher(
         settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
     )
-    cores = os.cpu_count() or 1
+    cores = usable_cores()  # as many raw argon2 threads as the service has hashing threads
     print(
         f"auth-service benchmark on {cores} cores; argon2id m={settings.argon2_memory_kib} KiB "
         f"t={settings.argon2_time_cost} p={settings.argon2_parallelism}; {args.workers} Granian worker(s)"

@@ -33,10 +33,16 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
     return None
 
 
+def affinity_cores() -> int:
+    """The cores this process may be scheduled on (its affinity mask where the platform has
+    one, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def usable_cores(root: Path = CGROUP_ROOT) -> int:
     """The cores this process may run on (its affinity mask), capped by its cgroup's CPU
     limit rounded up; at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = affinity_cores()
     limit = cgroup_cpu_limit(root)
     if limit is not None:
         cores = min(cores, math.ceil(limit))

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from foundation.shared.cpu import cgroup_cpu_limit, usable_cores
+from foundation.shared.cpu import affinity_cores, cgroup_cpu_limit, usable_cores
 
-AFFINITY = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+AFFINITY = affinity_cores()
 
 
 def write(path: Path, text: str) -> None:
