@@ -285,3 +285,13 @@ async def test_an_https_service_is_reached_over_verified_tls(tmp_path: Path) -> 
     finally:
         await trusting.close()
         server.close()
+
+
+def test_a_base_url_is_parsed_into_origin_and_path_prefix() -> None:
+    base = Base.parse("http://history.internal:8002/api/")
+    assert (base.origin.host, base.origin.port, base.origin.tls) == ("history.internal", 8002, False)
+    assert base.origin.host_header == b"history.internal:8002"
+    assert base.prefix == "/api"
+    assert Base.parse("https://stats.internal").origin.port == 443
+    with pytest.raises(ValueError, match="not an http"):
+        Base.parse("ftp://files.internal")
