@@ -9,13 +9,18 @@ observability hooks, argument encoding) for a single ``EVALSHA`` (docs/performan
 redis-py itself uses. The URL is read by redis-py's own ``parse_url`` (user, password,
 database, ``rediss://`` for TLS).
 
-A call cut short by its caller (``asyncio.timeout``) drops the connection and fails the calls
-in flight on it: a server that stopped answering one request has stopped answering all.
+Calls are bounded by ``call_timeout`` (from the call's start to its answer, connecting
+included): answers come in order, so only the oldest call in flight can be late, and one timer
+armed for its deadline watches them all (``asyncio.timeout`` per call cost a timer, a context
+object and a task lookup for every request). A call that runs out of time, or is cut short by
+its caller, drops the connection and fails the calls in flight on it with it: a server that
+stopped answering one request has stopped answering all, and late answers can never be misread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -40,7 +45,9 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.deadlines: deque[float] = deque()  # loop time by which each waiter needs its answer
         self.closed = False
+        self._timer: asyncio.TimerHandle | None = None  # armed no later than deadlines[0]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -50,6 +57,7 @@ class _Protocol(asyncio.Protocol):
         try:
             while (reply := self.reader.gets()) is not False:
                 waiter = self.waiting.popleft()
+                self.deadlines.popleft()
                 if waiter.done():  # its caller gave up (the connection is closing anyway)
                     continue
                 if isinstance(reply, hiredis.ReplyError):
@@ -62,12 +70,30 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError("Redis closed the connection"))
 
-    def call(self, packed: bytes) -> asyncio.Future[Any]:
+    def call(self, packed: bytes, deadline: float = math.inf) -> asyncio.Future[Any]:
+        """Send a command; its answer, or an error once ``deadline`` (loop time) has passed."""
         assert self.transport is not None
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self.waiting.append(waiter)
+        self.deadlines.append(deadline)
         self.transport.write(packed)
+        if self._timer is None and deadline != math.inf:
+            self._timer = loop.call_at(deadline, self._check_deadline)
         return waiter
+
+    def _check_deadline(self) -> None:
+        """The timer: fail everything if the oldest call is late, else wait for its deadline.
+        (Deadlines are in call order when every call has the same timeout, as in RedisPipe.)"""
+        self._timer = None
+        if self.closed or not self.deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        oldest = self.deadlines[0]
+        if oldest <= loop.time():
+            self.close(TimeoutError("Redis did not answer in time; connection dropped"))
+        elif oldest != math.inf:
+            self._timer = loop.call_at(oldest, self._check_deadline)
 
     def close(self, error: Exception) -> None:
         self._fail(error)
@@ -76,6 +102,10 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.deadlines.clear()
         while self.waiting:
             waiter = self.waiting.popleft()
             if not waiter.done():
@@ -83,9 +113,11 @@ class _Protocol(asyncio.Protocol):
 
 
 class RedisPipe:
-    """``await pipe.evalsha(sha, script, keys, args)``: one round trip, shared connection."""
+    """``await pipe.evalsha(sha, script, keys, args)``: one round trip, shared connection.
 
-    def __init__(self, url: str, *, connect_timeout: float) -> None:
+    ``call_timeout`` (seconds, None for none) bounds each call; ``TimeoutError`` after it."""
+
+    def __init__(self, url: str, *, connect_timeout: float, call_timeout: float | None = None) -> None:
         params = parse_url(url)
         connection_class = params.get("connection_class")
         self._path: str | None = params.get("path")
@@ -103,6 +135,7 @@ class RedisPipe:
         if int(params.get("db", 0)):
             self._setup.append(command(b"SELECT", str(params["db"]).encode()))
         self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
@@ -119,11 +152,14 @@ class RedisPipe:
         return await self._call(command(b"EVAL", script.encode(), *tail))
 
     async def _call(self, packed: bytes) -> Any:
+        deadline = math.inf
+        if self.call_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + self.call_timeout
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connection()
         try:
-            return await protocol.call(packed)
+            return await protocol.call(packed, deadline)
         except asyncio.CancelledError:
             protocol.close(RedisConnectionError("a Redis call timed out; connection dropped"))
             raise

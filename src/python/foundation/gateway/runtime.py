@@ -47,9 +47,10 @@ class GatewayRuntime:
             keepalive_timeout=settings.upstream_keepalive_timeout,
         )
         # Short timeouts: a hung Redis must cost a request milliseconds, not seconds. The
-        # edge's calls are bounded as a whole (``asyncio.timeout``) rather than per socket
-        # operation: redis-py runs every write under a socket timeout in ``asyncio.wait_for``,
-        # an extra task per command on Python 3.11. A timed-out call drops its connection.
+        # edge's calls are bounded as a whole (the pipe's ``call_timeout``; ``asyncio.timeout``
+        # around redis-py's) rather than per socket operation: redis-py runs every write under
+        # a socket timeout in ``asyncio.wait_for``, an extra task per command on Python 3.11.
+        # A timed-out call drops its connection.
         self._redis = create_redis(
             settings, socket_connect_timeout=settings.redis_timeout, socket_timeout=None
         )
@@ -64,8 +65,10 @@ class GatewayRuntime:
             )
         self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix)
         assert settings.redis_url  # create_redis refused to start without one
-        self._pipe = RedisPipe(settings.redis_url, connect_timeout=settings.redis_timeout)
-        self._limiter = RedisRateLimiter(self._pipe, timeout=settings.redis_timeout)
+        self._pipe = RedisPipe(
+            settings.redis_url, connect_timeout=settings.redis_timeout, call_timeout=settings.redis_timeout
+        )
+        self._limiter = RedisRateLimiter(self._pipe)
 
     async def stop(self) -> None:
         if self._http is not None:

@@ -102,6 +102,38 @@ async def test_a_call_cut_short_drops_the_connection() -> None:
             await pipe.aclose()
 
 
+async def test_call_timeout_fails_every_call_in_flight_and_drops_the_connection() -> None:
+    async with silent_redis_url() as url:
+        pipe = RedisPipe(url, connect_timeout=1, call_timeout=0.2)
+        try:
+            started = asyncio.get_running_loop().time()
+            outcomes = await asyncio.gather(
+                *(pipe.evalsha(sha(ECHO), ECHO, [f"k{i}"], [i]) for i in range(5)), return_exceptions=True
+            )
+            waited = asyncio.get_running_loop().time() - started
+            assert all(isinstance(outcome, TimeoutError) for outcome in outcomes), outcomes
+            assert 0.15 < waited < 1.0
+            first = pipe._protocol
+            assert first is not None and first.closed
+            with pytest.raises(TimeoutError):
+                await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"])
+            assert pipe._protocol is not first  # a new connection was opened, and timed out too
+        finally:
+            await pipe.aclose()
+
+
+async def test_call_timeout_leaves_answered_calls_alone(redis_url: str) -> None:
+    pipe = RedisPipe(redis_url, connect_timeout=1, call_timeout=0.2)
+    try:
+        for _ in range(3):  # calls spread over more than one timeout: the timer re-arms
+            answers = await asyncio.gather(*(pipe.evalsha(sha(ECHO), ECHO, ["k"], [i]) for i in range(50)))
+            assert answers == [[str(i).encode(), b"k"] for i in range(50)]
+            await asyncio.sleep(0.15)
+        assert pipe._protocol is not None and not pipe._protocol.closed
+    finally:
+        await pipe.aclose()
+
+
 async def test_nothing_listening_is_an_error_the_edge_handles() -> None:
     pipe = RedisPipe(closed_port_redis_url(), connect_timeout=1)
     with pytest.raises(REDIS_ERRORS):
