@@ -32,7 +32,7 @@ from foundation.gateway.settings import FailureMode, GatewaySettings
 from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
-from foundation.shared.telemetry import configure_tracing
+from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
 
 TITLE = "Foundation API"
 VERSION = "1.0.0"
@@ -96,6 +96,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # /openapi.json is the merged document of all services
+        telemetry=NATIVE_TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.runtime = runtime

@@ -15,7 +15,7 @@ from foundation.shared.errors import install_error_handlers
 from foundation.shared.health import Check, health_router
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
 from foundation.shared.settings import ServiceSettings
-from foundation.shared.telemetry import configure_tracing
+from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -84,6 +84,7 @@ def create_service_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        telemetry=NATIVE_TELEMETRY_OFF,
         **fastapi_kwargs,
     )
     app.state.settings = settings
