@@ -47,6 +47,7 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
+from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHONPATH = f"{REPO / 'src/python'}:{REPO}:{REPO / 'bench'}"
@@ -71,7 +72,8 @@ def create_service_app() -> Any:
         await redis.aclose()
 
     configure_logging("bench-service", os.environ.get("LOG_LEVEL", "WARNING"), "json")
-    app = FastAPI(lifespan=lifespan, docs_url=None, openapi_url=None)
+    # As create_service_app makes every service: FastAPI's own telemetry off.
+    app = FastAPI(lifespan=lifespan, docs_url=None, openapi_url=None, telemetry=NATIVE_TELEMETRY_OFF)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)  # as in every service (create_service_app)
 
