@@ -8,7 +8,9 @@ every service does (JWT verify + Redis session deny-list), and the gateway in fr
 1. Peak: ``wrk -t1 -c32`` for ``--seconds``, alternating direct and gateway for ``--rounds``;
    the medians of requests/s, p50 and p99.
 2. Half load: an open-loop generator (a separate process) sends at half the gateway's peak
-   rate to each; the p99 difference is the latency the gateway adds.
+   rate, to the service and to the gateway in turn every half second (both paths see the
+   same moments of the machine), for ``--rounds`` rounds of twice ``--seconds``; the p99
+   difference is the latency the gateway adds.
 
     PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10]
 
@@ -53,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHONPATH = f"{REPO / 'src/python'}:{REPO}:{REPO / 'bench'}"
 ISSUER, AUDIENCE = "http://127.0.0.1:8000/auth", "foundation-api"
 REQUEST_TIMEOUT = 10.0  # seconds; a request without an answer by then counts as an error
+SLICE_SECONDS = 0.5  # the open-loop phase sends to each path in turn for this long
 
 
 # --- the service under test (runs in its own process) -------------------------------------
@@ -113,32 +116,45 @@ def serve_service(port: int) -> None:
 # --- open-loop load at a fixed rate (runs in its own process) -----------------------------
 
 
-async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[str, Any]:
+async def fixed_rate(urls: list[str], token: str, rate: float, seconds: float) -> list[dict[str, Any]]:
+    """Open-loop load at ``rate``, switching target every ``SLICE_SECONDS`` (``urls[0]`` for
+    the first slice, ``urls[1]`` for the next, and so on): one result per URL.
+
+    Fine interleaving puts every target through the same moments of the machine: with whole
+    runs in turn, a slow phase of the VM (seen lasting seconds, doubling every process's CPU
+    per request) could fall on one target's run and not the other's, and decide the p99
+    difference by itself.
+    """
     from bench.http_client import Client
 
-    parsed = urllib.parse.urlsplit(url)
-    client = Client(f"{parsed.scheme}://{parsed.netloc}")
-    raw = client.raw("GET", parsed.path, {"Authorization": f"Bearer {token}"})
+    clients, raws = [], []
+    for url in urls:
+        parsed = urllib.parse.urlsplit(url)
+        client = Client(f"{parsed.scheme}://{parsed.netloc}")
+        clients.append(client)
+        raws.append(client.raw("GET", parsed.path, {"Authorization": f"Bearer {token}"}))
     loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    errors = 0
+    latencies: list[list[float]] = [[] for _ in urls]
+    errors = [0 for _ in urls]
+    sent = [0 for _ in urls]
     total = int(rate * seconds)
 
-    async def one(scheduled: float) -> None:
-        nonlocal errors
+    async def one(target: int, scheduled: float) -> None:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):  # no task per request, as wait_for makes
-                status, _ = await client.send(raw)
+                status, _ = await clients[target].send(raws[target])
             if status != 200:
-                errors += 1
+                errors[target] += 1
         except (OSError, ValueError, TimeoutError):
-            errors += 1
+            errors[target] += 1
         # From when it was due, not when it was sent: no coordinated omission.
-        latencies.append(time.perf_counter() - scheduled)
+        latencies[target].append(time.perf_counter() - scheduled)
 
     # Warm up: open the connections a burst needs.
-    await asyncio.gather(*(one(time.perf_counter()) for _ in range(32)))
-    latencies.clear()
+    for target in range(len(urls)):
+        await asyncio.gather(*(one(target, time.perf_counter()) for _ in range(32)))
+        latencies[target].clear()
+        errors[target] = 0
     # No garbage collection while sending: a full collection here paused this process for
     # 20-46 ms once or twice a run, and the requests that fell due meanwhile went out as
     # one burst (no client population sends like that). Those bursts, not the servers,
@@ -152,10 +168,12 @@ async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[
     try:
         for i in range(total):
             due = start + i / rate
+            target = int(i / rate / SLICE_SECONDS) % len(urls)
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = loop.create_task(one(due))
+            task = loop.create_task(one(target, due))
+            sent[target] += 1
             pending.add(task)
             task.add_done_callback(pending.discard)
         while pending:
@@ -163,13 +181,17 @@ async def fixed_rate(url: str, token: str, rate: float, seconds: float) -> dict[
         elapsed = time.perf_counter() - start
     finally:
         gc.enable()
-    client.close()
-    return {
-        "sent": total,
-        "achieved_rps": total / elapsed,
-        "errors": errors,
-        "latencies_ms": [round(latency * 1000, 3) for latency in latencies],
-    }
+    for client in clients:
+        client.close()
+    return [
+        {
+            "sent": sent[target],
+            "achieved_rps": total / elapsed,  # the rate while it was this target's turn
+            "errors": errors[target],
+            "latencies_ms": [round(latency * 1000, 3) for latency in latencies[target]],
+        }
+        for target in range(len(urls))
+    ]
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -261,16 +283,16 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
 
-def at_rate(url: str, token: str, rate: float, seconds: float) -> dict[str, Any]:
+def at_rate(urls: list[str], token: str, rate: float, seconds: float) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [sys.executable, __file__, "--_rate", url, token, str(rate), str(seconds)],
+        [sys.executable, __file__, "--_rate", ",".join(urls), token, str(rate), str(seconds)],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
         timeout=seconds * 3 + 60,
     ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -366,11 +388,15 @@ def main() -> int:
         direct = median_run([d for d, _ in rounds])
         through = median_run([g for _, g in rounds])
         rate = args.rate or through["rps"] / 2
-        # Alternating again, and every request of every round counts towards the p99.
+        # Both paths in each round, taking turns every SLICE_SECONDS; every request of every
+        # round counts towards the p99.
         direct_runs, through_runs = [], []
         for _ in range(args.rounds):
-            direct_runs.append(at_rate(direct_url, token, rate, args.seconds))
-            through_runs.append(at_rate(gateway_url, token, rate, args.seconds))
+            direct_run_half, through_run_half = at_rate(
+                [direct_url, gateway_url], token, rate, 2 * args.seconds
+            )
+            direct_runs.append(direct_run_half)
+            through_runs.append(through_run_half)
         direct_half, through_half = pooled(direct_runs), pooled(through_runs)
 
     ratios = sorted(g["rps"] / d["rps"] for d, g in rounds)
@@ -398,7 +424,8 @@ def main() -> int:
     )
     print(
         f"at half the gateway's peak ({rate:.0f} req/s, open loop, latency from when each request "
-        f"was due; {args.rounds} alternating rounds of {args.seconds} s, all requests pooled):"
+        f"was due; {args.rounds} rounds of {2 * args.seconds} s taking turns every {SLICE_SECONDS} s, "
+        "all requests pooled):"
     )
     print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>9}{'max ms':>10}{'requests':>10}")
     for name, row in (("direct to service", direct_half), ("through gateway", through_half)):
@@ -414,9 +441,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--_service":
         serve_service(int(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--_rate":
-        url, token, rate, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+        urls, token, rate, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
         import uvloop
 
-        print(json.dumps(uvloop.run(fixed_rate(url, token, rate, seconds))))
+        print(json.dumps(uvloop.run(fixed_rate(urls.split(","), token, rate, seconds))))
     else:
         raise SystemExit(main())
