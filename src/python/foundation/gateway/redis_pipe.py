@@ -44,10 +44,10 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
-        self.deadlines: deque[float] = deque()  # loop time by which each waiter needs its answer
+        # Each call in flight, oldest first: its waiter and the loop time it needs its answer by.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.closed = False
-        self._timer: asyncio.TimerHandle | None = None  # armed no later than deadlines[0]
+        self._timer: asyncio.TimerHandle | None = None  # armed no later than the oldest deadline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -56,8 +56,7 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
-                waiter = self.waiting.popleft()
-                self.deadlines.popleft()
+                waiter, _ = self.waiting.popleft()
                 if waiter.done():  # its caller gave up (the connection is closing anyway)
                     continue
                 if isinstance(reply, hiredis.ReplyError):
@@ -75,8 +74,7 @@ class _Protocol(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self.waiting.append(waiter)
-        self.deadlines.append(deadline)
+        self.waiting.append((waiter, deadline))
         self.transport.write(packed)
         if self._timer is None and deadline != math.inf:
             self._timer = loop.call_at(deadline, self._check_deadline)
@@ -86,10 +84,10 @@ class _Protocol(asyncio.Protocol):
         """The timer: fail everything if the oldest call is late, else wait for its deadline.
         (Deadlines are in call order when every call has the same timeout, as in RedisPipe.)"""
         self._timer = None
-        if self.closed or not self.deadlines:
+        if self.closed or not self.waiting:
             return
         loop = asyncio.get_running_loop()
-        oldest = self.deadlines[0]
+        oldest = self.waiting[0][1]
         if oldest <= loop.time():
             self.close(TimeoutError("Redis did not answer in time; connection dropped"))
         elif oldest != math.inf:
@@ -105,9 +103,8 @@ class _Protocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.deadlines.clear()
         while self.waiting:
-            waiter = self.waiting.popleft()
+            waiter, _ = self.waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
 
