@@ -145,7 +145,8 @@ def test_jwks_parsing_skips_symmetric_private_and_broken_keys() -> None:
 async def test_warm_cache_never_outlives_the_token() -> None:
     signer = TestSigner()
     verifier = test_verifier(signer)
-    token = signer.issue(ttl=1)
+    # ttl=2, not 1: claims are whole seconds, so a 1 s token could expire before its first check.
+    token = signer.issue(ttl=2)
     first = await verifier.verify(token)
     assert await verifier.verify(token) is first  # served warm
     deadline = first.expires_at + 0.05
