@@ -39,7 +39,6 @@ from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from foundation.auth.denylist import SessionDenyList
@@ -49,6 +48,8 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
+from foundation.shared.redis import create_redis
+from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def create_service_app() -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+        redis = create_redis(ServiceSettings(service_name="bench-service"))  # REDIS_URL
         app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
         app.state.session_denylist = SessionDenyList(redis, os.environ.get("REDIS_KEY_PREFIX", ""))
         tune_worker()  # as every service's app does (create_service_app)

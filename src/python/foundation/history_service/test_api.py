@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,13 +11,16 @@ import httpx
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from foundation.devstack.embedded import free_port
 from foundation.events.relay import OutboxRelay
 from foundation.events.schema import HISTORY_RECORDED, STREAM, USER_DELETED, Event
+from foundation.history_service.app import create_app
 from foundation.history_service.models import Outbox
 from foundation.history_service.services.ingest import HistoryIngest
 from foundation.history_service.settings import HistoryServiceSettings
 from foundation.shared.redis import Keys
-from tests.helpers.auth import TestSigner, bearer
+from tests.helpers.apps import serve_app
+from tests.helpers.auth import TestSigner, bearer, test_verifier
 
 
 def user_headers(signer: TestSigner, user_id: uuid.UUID | None = None) -> tuple[uuid.UUID, dict[str, str]]:
@@ -259,3 +263,45 @@ async def test_a_deleted_user_can_no_longer_record(
     refused = await post(client, headers, type="app.opened")
     assert refused.status_code == 403
     assert refused.json()["code"] == "account_deleted"
+
+
+async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
+    settings: HistoryServiceSettings, signer: TestSigner
+) -> None:
+    """Each authenticated request checks the deny-list in Redis; a burst wider than the pool
+    waits for a connection instead of failing (redis-py's default pool raised
+    ``MaxConnectionsError``, answered as 500s)."""
+    small = settings.model_copy(update={"redis_max_connections": 3})
+    _, headers = user_headers(signer)
+    async with serve_app(create_app(small, token_verifier=test_verifier(signer))) as client:
+        answers = await asyncio.gather(*(client.get("/history", headers=headers) for _ in range(150)))
+    assert [answer.status_code for answer in answers] == [200] * 150
+
+
+async def test_when_the_deny_list_cannot_be_read_requests_get_503_not_500(
+    settings: HistoryServiceSettings, signer: TestSigner
+) -> None:
+    """Fail closed with a clear answer: Redis refusing connections, or every pooled connection
+    busy for longer than the pool's wait."""
+    _, headers = user_headers(signer)
+    away = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    async with serve_app(create_app(away, token_verifier=test_verifier(signer))) as client:
+        answer = await client.get("/history", headers=headers)
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["code"] == "session_check_unavailable"
+
+    busy = settings.model_copy(update={"redis_max_connections": 1, "redis_pool_timeout": 0.2})
+    app = create_app(busy, token_verifier=test_verifier(signer))
+    async with serve_app(app) as client:
+        redis = app.state.session_denylist.redis
+        holder = asyncio.create_task(redis.blpop([f"{settings.redis_key_prefix}never-pushed"], timeout=2))
+        await asyncio.sleep(0.1)  # the pool's only connection is now waiting in BLPOP
+        started = time.monotonic()
+        answer = await client.get("/history", headers=headers)
+        waited = time.monotonic() - started
+        assert answer.status_code == 503 and answer.json()["code"] == "session_check_unavailable"
+        assert 0.15 <= waited < 1.5
+        assert await holder is None
+        assert (await client.get("/history", headers=headers)).status_code == 200

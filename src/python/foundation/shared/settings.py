@@ -45,6 +45,10 @@ class ServiceSettings(BaseSettings):
     redis_key_prefix: str = Field(
         default="", description="Prefix for every Redis key and stream (tests isolate with it)."
     )
+    redis_max_connections: int = Field(default=100, ge=1, description="Connections per process.")
+    redis_pool_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a call waits for a free connection when all are busy."
+    )
 
     # Pool settings (see foundation.database.engine).
     db_pool_size: int = Field(default=10, ge=1)
