@@ -24,6 +24,7 @@ from foundation.auth_service.services.passwords import PasswordHasher, PasswordP
 from foundation.auth_service.services.sessions import Lifetimes, SessionService, purge_periodically
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.engine import create_engine, ping, session_factory
+from foundation.database.errors import install_database_error_handlers
 from foundation.events.relay import OutboxRelay
 from foundation.shared.app import create_service_app
 from foundation.shared.redis import Keys, create_redis
@@ -141,7 +142,7 @@ def create_app(
             await redis.aclose()
             await engine.dispose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Auth service",
         description="Accounts, passwords, sessions, tokens, Google and Apple sign-in.",
@@ -153,3 +154,5 @@ def create_app(
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )
+    install_database_error_handlers(app)
+    return app

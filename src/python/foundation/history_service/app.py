@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.verifier import TokenVerifier, service_verifier
 from foundation.database.engine import create_engine, ping, session_factory
+from foundation.database.errors import install_database_error_handlers
 from foundation.events.consumer import StreamConsumer
 from foundation.events.relay import OutboxRelay
 from foundation.history_service.api.history import router as history_router
@@ -58,7 +59,7 @@ def create_app(
             await redis.aclose()
             await engine.dispose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="History service",
         description="Each user's activity timeline.",
@@ -66,3 +67,5 @@ def create_app(
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )
+    install_database_error_handlers(app)
+    return app

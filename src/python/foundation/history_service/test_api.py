@@ -19,7 +19,7 @@ from foundation.history_service.models import Outbox
 from foundation.history_service.services.ingest import HistoryIngest
 from foundation.history_service.settings import HistoryServiceSettings
 from foundation.shared.redis import Keys
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import closed_port_redis_url, serve_app
 from tests.helpers.auth import TestSigner, bearer, test_verifier
 
 
@@ -278,19 +278,19 @@ async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
     assert [answer.status_code for answer in answers] == [200] * 150
 
 
-async def test_when_the_deny_list_cannot_be_read_requests_get_503_not_500(
+async def test_when_the_deny_list_cannot_be_read_requests_get_503_to_retry(
     settings: HistoryServiceSettings, signer: TestSigner
 ) -> None:
     """Fail closed with a clear answer: Redis refusing connections, or every pooled connection
     busy for longer than the pool's wait."""
     _, headers = user_headers(signer)
-    away = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    away = settings.model_copy(update={"redis_url": closed_port_redis_url()})
     async with serve_app(create_app(away, token_verifier=test_verifier(signer))) as client:
         answer = await client.get("/history", headers=headers)
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.headers["retry-after"] == "1"
-    assert answer.json()["code"] == "session_check_unavailable"
+    assert answer.json()["code"] == "redis_unavailable"
 
     busy = settings.model_copy(update={"redis_max_connections": 1, "redis_pool_timeout": 0.2})
     app = create_app(busy, token_verifier=test_verifier(signer))
@@ -301,7 +301,30 @@ async def test_when_the_deny_list_cannot_be_read_requests_get_503_not_500(
         started = time.monotonic()
         answer = await client.get("/history", headers=headers)
         waited = time.monotonic() - started
-        assert answer.status_code == 503 and answer.json()["code"] == "session_check_unavailable"
+        assert answer.status_code == 503 and answer.json()["code"] == "redis_unavailable"
         assert 0.15 <= waited < 1.5
         assert await holder is None
+        assert (await client.get("/history", headers=headers)).status_code == 200
+
+
+async def test_database_away_or_its_pool_exhausted_is_a_503_to_retry(
+    settings: HistoryServiceSettings, signer: TestSigner
+) -> None:
+    _, headers = user_headers(signer)
+    away = settings.model_copy(
+        update={"database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/history"}
+    )
+    async with serve_app(create_app(away, token_verifier=test_verifier(signer))) as client:
+        answer = await client.get("/history", headers=headers)
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "database_unavailable"
+        assert str(away.database_url) not in answer.text
+
+    one = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.2})
+    app = create_app(one, token_verifier=test_verifier(signer))
+    async with serve_app(app) as client:
+        async with app.state.engine.connect():  # the pool's only connection, held
+            answer = await client.get("/history", headers=headers)
+            assert answer.status_code == 503 and answer.json()["code"] == "database_unavailable"
         assert (await client.get("/history", headers=headers)).status_code == 200

@@ -8,12 +8,15 @@ and a stable ``code``; validation errors add ``errors`` listing each field.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -202,8 +205,38 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def unavailable_handler(code: str, detail: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A handler answering 503 problem+json with ``Retry-After: 1`` for a backing server that
+    is away or saturated (connection refused, pool exhausted, timed out): the request may
+    succeed if repeated, and a client or load balancer can tell that from a 500.
+
+    Logged as a warning without a stack trace, at most once a second per ``code``: during an
+    outage every request fails alike, and a trace each made every failure costlier than the
+    request it replaced (a service that fell behind then stayed behind)."""
+    last_logged = float("-inf")
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        nonlocal last_logged
+        now = time.monotonic()
+        if now - last_logged >= 1.0:
+            last_logged = now
+            log.warning("%s: %s: %s", code, type(exc).__name__, exc)
+        body = problem(503, code, None, detail, request.url.path)
+        return problem_response(body, {"Retry-After": "1"})
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Redis refusing connections, timing out, or every pooled connection busy past
+    # REDIS_POOL_TIMEOUT (redis-py's MaxConnectionsError is a ConnectionError). Services fail
+    # closed where Redis decides (the session deny-list); code that may fail open catches them.
+    redis_away = unavailable_handler(
+        "redis_unavailable", "A backing store is unavailable; try again shortly."
+    )
+    for redis_error in (RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(redis_error, redis_away)
     app.add_exception_handler(Exception, _unhandled)

@@ -3,11 +3,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from foundation.shared.errors import Conflict, NotFound, TooManyRequests, Unauthorized, install_error_handlers
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import closed_port_redis_url, serve_app
 
 
 class Signup(BaseModel):
@@ -38,6 +39,14 @@ def make_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals: password=hunter2")
+
+    @app.get("/redis")
+    async def redis_call() -> None:
+        client = aioredis.Redis.from_url(closed_port_redis_url())
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
 
     @app.post("/signup")
     async def signup(body: Signup) -> Signup:
@@ -119,3 +128,18 @@ async def test_unhandled_error_hides_internals(caplog: pytest.LogCaptureFixture)
     assert "hunter2" not in response.text
     assert response.json()["code"] == "internal_error"
     assert any("unhandled error" in record.getMessage() for record in caplog.records)
+
+
+async def test_redis_away_is_a_503_to_retry_logged_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="foundation.shared.errors"):
+        async with serve_app(make_app()) as client:
+            answers = [await client.get("/redis") for _ in range(3)]
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["code"] == "redis_unavailable"
+        assert "127.0.0.1" not in answer.text  # the server's address stays in the log
+    warnings = [record for record in caplog.records if "redis_unavailable" in record.getMessage()]
+    assert len(warnings) == 1 and "ConnectionError" in warnings[0].getMessage()
+    assert not any(record.exc_info for record in warnings)

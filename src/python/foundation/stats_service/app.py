@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.verifier import TokenVerifier, service_verifier
 from foundation.database.engine import create_engine, ping, session_factory
+from foundation.database.errors import install_database_error_handlers
 from foundation.events.consumer import StreamConsumer
 from foundation.shared.app import create_service_app
 from foundation.shared.redis import create_redis
@@ -47,7 +48,7 @@ def create_app(
             await redis.aclose()
             await engine.dispose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Stats service",
         description="Aggregates built from the event stream.",
@@ -55,3 +56,5 @@ def create_app(
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )
+    install_database_error_handlers(app)
+    return app

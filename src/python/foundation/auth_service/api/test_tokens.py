@@ -20,7 +20,15 @@ from foundation.auth_service.settings import AuthServiceSettings
 from foundation.events import schema
 from tests.helpers.apps import closed_port_redis_url, serve_app
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER
-from tests.helpers.users import Tokens, login, refresh, register, signed_in_user, unique_email
+from tests.helpers.users import (
+    STRONG_PASSWORD,
+    Tokens,
+    login,
+    refresh,
+    register,
+    signed_in_user,
+    unique_email,
+)
 
 
 async def live_rows(engine: AsyncEngine, family_id: uuid.UUID) -> int:
@@ -430,3 +438,26 @@ async def test_logout_without_a_body_is_422(client: httpx.AsyncClient) -> None:
 def test_tokens_helper_reads_the_session_id() -> None:
     tokens = Tokens(jwt.encode({"sid": str(uuid.UUID(int=7))}, "k" * 32, algorithm="HS256"), "r", 1)
     assert tokens.session_id == uuid.UUID(int=7)
+
+
+async def test_sign_in_and_register_answer_503_while_the_database_pools_are_exhausted(
+    make_settings: Callable[..., AuthServiceSettings],
+) -> None:
+    """Both paths (sign-ins answered ahead of FastAPI's router, and the routes) turn a pool
+    wait that runs out into 503 `database_unavailable` with Retry-After, not a 500."""
+    app = create_app(make_settings(db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.2))
+    async with serve_app(app) as client:
+        async with app.state.direct_sql.pool.connection(), app.state.engine.connect():
+            signing_in = await client.post(
+                "/auth/login", json={"email": unique_email(), "password": STRONG_PASSWORD}
+            )
+            registering = await client.post(
+                "/auth/register", json={"email": unique_email(), "password": STRONG_PASSWORD}
+            )
+        for answer in (signing_in, registering):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "1"
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["code"] == "database_unavailable"
+        # With the connections back, the same requests work.
+        assert (await register(client)).email

@@ -16,12 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from foundation.auth_service.api.deps import Client, DbSession, Sessions, client_from_scope
 from foundation.auth_service.api.schemas import LoginRequest, RefreshRequest, TokenResponse
 from foundation.auth_service.services.sessions import ClientInfo, SessionService, TokenPair
-from foundation.shared.errors import AppError, app_error_response
 
 router = APIRouter(prefix="/auth", tags=["tokens"])
 
@@ -120,6 +120,18 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
+def _handler_for(app: Any, exc: Exception) -> Any:
+    """The exception handler ``app`` has registered for ``exc``'s class or nearest base,
+    short of the catch-all ``Exception`` one."""
+    handlers = app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
 class TokenEndpoints:
     """Answers a well-formed ``POST /auth/login`` or ``/auth/refresh`` directly; passes
     everything else, and any request it cannot parse, on to ``app`` (FastAPI's router)."""
@@ -146,7 +158,13 @@ class TokenEndpoints:
         client = client_from_scope(scope, state.trusted_proxies)
         try:
             pair = await handler(state.session_service, body, client)
-        except AppError as exc:
-            await app_error_response(exc, scope["path"])(scope, receive, send)
+        except Exception as exc:
+            # The app's own handlers answer, as they would behind FastAPI's router (AppError
+            # as problem+json, the database or Redis away as 503); anything else is re-raised
+            # to the last-resort 500 handler.
+            answer = _handler_for(scope["app"], exc)
+            if answer is None:
+                raise
+            await (await answer(Request(scope, receive), exc))(scope, receive, send)
             return
         await _token_response(pair)(scope, receive, send)
