@@ -48,7 +48,7 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
-from foundation.shared.redis import create_redis
+from foundation.shared.redis import create_redis, create_redis_pipe
 from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF
 
@@ -68,11 +68,15 @@ def create_service_app() -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(ServiceSettings(service_name="bench-service"))  # REDIS_URL
+        settings = ServiceSettings(service_name="bench-service")  # REDIS_URL
+        redis = create_redis(settings)
         app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
-        app.state.session_denylist = SessionDenyList(redis, os.environ.get("REDIS_KEY_PREFIX", ""))
+        app.state.session_denylist = SessionDenyList(
+            redis, settings.redis_key_prefix, reads=create_redis_pipe(settings)
+        )
         tune_worker()  # as every service's app does (create_service_app)
         yield
+        await app.state.session_denylist.aclose()
         await redis.aclose()
 
     configure_logging("bench-service", os.environ.get("LOG_LEVEL", "WARNING"), "json")

@@ -10,11 +10,17 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from foundation.shared.redis_pipe import RedisPipe
+
 
 class SessionDenyList:
-    def __init__(self, redis: aioredis.Redis, prefix: str = "") -> None:
+    """``deny`` writes through ``redis``; ``is_denied``, called on every authenticated request,
+    reads through ``reads`` when given (a pipelined connection, closed by ``aclose``)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = "", *, reads: RedisPipe | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.reads = reads
 
     def key(self, session_id: uuid.UUID) -> str:
         return f"{self.prefix}auth:denied-session:{session_id}"
@@ -23,4 +29,10 @@ class SessionDenyList:
         await self.redis.set(self.key(session_id), b"1", ex=max(1, int(ttl_seconds)))
 
     async def is_denied(self, session_id: uuid.UUID) -> bool:
+        if self.reads is not None:
+            return bool(await self.reads.exists(self.key(session_id)))
         return bool(await self.redis.exists(self.key(session_id)))
+
+    async def aclose(self) -> None:
+        if self.reads is not None:
+            await self.reads.aclose()

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from foundation.gateway.redis_pipe import RedisPipe
+from foundation.shared.redis_pipe import RedisPipe
 
 # KEYS[1] the log; ARGV: limit, window (ms), unique member. Returns {admitted, remaining, wait_ms}
 # where wait_ms is when the oldest admitted request leaves the window (a slot frees up).

@@ -10,12 +10,12 @@ from foundation.auth.denylist import SessionDenyList
 from foundation.auth.keys import JwksKeySource
 from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.rate_limit import RedisRateLimiter
-from foundation.gateway.redis_pipe import RedisPipe
 from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.settings import GatewaySettings
 from foundation.gateway.upstream_http import UpstreamPool
 from foundation.gateway.upstreams import Upstream, create_http_session, upstreams_from
 from foundation.shared.redis import create_redis
+from foundation.shared.redis_pipe import RedisPipe
 
 
 class NotStarted(RuntimeError):

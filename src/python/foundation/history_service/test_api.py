@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -265,12 +264,11 @@ async def test_a_deleted_user_can_no_longer_record(
     assert refused.json()["code"] == "account_deleted"
 
 
-async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
+async def test_a_burst_of_authenticated_requests_is_served_not_refused(
     settings: HistoryServiceSettings, signer: TestSigner
 ) -> None:
-    """Each authenticated request checks the deny-list in Redis; a burst wider than the pool
-    waits for a connection instead of failing (redis-py's default pool raised
-    ``MaxConnectionsError``, answered as 500s)."""
+    """Each authenticated request checks the deny-list in Redis. With redis-py's default pool
+    (100 connections, then ``MaxConnectionsError``), 150 at once got 500s."""
     small = settings.model_copy(update={"redis_max_connections": 3})
     _, headers = user_headers(signer)
     async with serve_app(create_app(small, token_verifier=test_verifier(signer))) as client:
@@ -281,8 +279,8 @@ async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
 async def test_when_the_deny_list_cannot_be_read_requests_get_503_to_retry(
     settings: HistoryServiceSettings, signer: TestSigner
 ) -> None:
-    """Fail closed with a clear answer: Redis refusing connections, or every pooled connection
-    busy for longer than the pool's wait."""
+    """Fail closed with a clear answer: a revoked session's token must not pass because Redis
+    is away."""
     _, headers = user_headers(signer)
     away = settings.model_copy(update={"redis_url": closed_port_redis_url()})
     async with serve_app(create_app(away, token_verifier=test_verifier(signer))) as client:
@@ -291,20 +289,6 @@ async def test_when_the_deny_list_cannot_be_read_requests_get_503_to_retry(
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["code"] == "redis_unavailable"
-
-    busy = settings.model_copy(update={"redis_max_connections": 1, "redis_pool_timeout": 0.2})
-    app = create_app(busy, token_verifier=test_verifier(signer))
-    async with serve_app(app) as client:
-        redis = app.state.session_denylist.redis
-        holder = asyncio.create_task(redis.blpop([f"{settings.redis_key_prefix}never-pushed"], timeout=2))
-        await asyncio.sleep(0.1)  # the pool's only connection is now waiting in BLPOP
-        started = time.monotonic()
-        answer = await client.get("/history", headers=headers)
-        waited = time.monotonic() - started
-        assert answer.status_code == 503 and answer.json()["code"] == "redis_unavailable"
-        assert 0.15 <= waited < 1.5
-        assert await holder is None
-        assert (await client.get("/history", headers=headers)).status_code == 200
 
 
 async def test_database_away_or_its_pool_exhausted_is_a_503_to_retry(

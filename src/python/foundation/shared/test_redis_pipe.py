@@ -9,10 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from foundation.gateway.redis_pipe import RedisPipe
-from foundation.gateway.redis_status import REDIS_ERRORS
+from foundation.shared.redis_pipe import RedisPipe
 from tests.helpers.apps import closed_port_redis_url, silent_redis_url
 
 ECHO = "return {ARGV[1], KEYS[1]}"
@@ -111,6 +112,8 @@ async def test_call_timeout_fails_every_call_in_flight_and_drops_the_connection(
                 *(pipe.evalsha(sha(ECHO), ECHO, [f"k{i}"], [i]) for i in range(5)), return_exceptions=True
             )
             waited = asyncio.get_running_loop().time() - started
+            # redis-py's TimeoutError (what every Redis caller handles) and the builtin one.
+            assert all(isinstance(outcome, RedisTimeoutError) for outcome in outcomes), outcomes
             assert all(isinstance(outcome, TimeoutError) for outcome in outcomes), outcomes
             assert 0.15 < waited < 1.0
             first = pipe._protocol
@@ -134,8 +137,23 @@ async def test_call_timeout_leaves_answered_calls_alone(redis_url: str) -> None:
         await pipe.aclose()
 
 
-async def test_nothing_listening_is_an_error_the_edge_handles() -> None:
+async def test_nothing_listening_is_redis_pys_connection_error() -> None:
     pipe = RedisPipe(closed_port_redis_url(), connect_timeout=1)
-    with pytest.raises(REDIS_ERRORS):
+    with pytest.raises(RedisConnectionError, match="cannot connect"):
         await pipe.evalsha(sha(ECHO), ECHO, ["k"], ["v"])
+    with pytest.raises(RedisConnectionError):
+        await pipe.exists("k")
     await pipe.aclose()
+
+
+async def test_exists_answers_one_or_zero(redis_url: str) -> None:
+    key = f"pipe-test:{uuid.uuid4().hex}"
+    redis = aioredis.Redis.from_url(redis_url)
+    pipe = RedisPipe(redis_url, connect_timeout=1, call_timeout=1)
+    try:
+        assert await pipe.exists(key) == 0
+        await redis.set(key, b"1", ex=10)
+        assert await pipe.exists(key) == 1
+    finally:
+        await pipe.aclose()
+        await redis.aclose()

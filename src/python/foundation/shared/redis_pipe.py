@@ -1,12 +1,14 @@
-"""One pipelined Redis connection for the gateway's per-request script call.
+"""One pipelined Redis connection for the calls every request makes: the gateway's rate-limit
+script and the services' session deny-list check.
 
-Why not redis-py for this one call (it serves every other Redis use, here and in the
-services): counted with callgrind, redis-py's ``execute_command`` path was about 286,000 of the
-gateway's 800,000 instructions per proxied request (connection pool, retry wrapper,
-observability hooks, argument encoding) for a single ``EVALSHA`` (docs/performance.md,
-"Fourth pass"). Here every caller shares one connection: commands are written as they come
-(pipelined), answers arrive in the same order and are parsed by hiredis, the reply parser
-redis-py itself uses. The URL is read by redis-py's own ``parse_url`` (user, password,
+Why not redis-py for these (it serves every other Redis use): counted with callgrind, redis-py's
+``execute_command`` path was about 286,000 of the gateway's 800,000 instructions per proxied
+request (connection pool, retry wrapper, observability hooks, argument encoding) for a single
+``EVALSHA`` (docs/performance.md, "Fourth pass"); an ``EXISTS`` cost a service 100-150 us of
+CPU through redis-py and 12-50 us here ("Seventh pass"). Its pool also caps the calls in
+flight, where a pipe has no such limit. Here every caller shares one connection: commands are
+written as they come (pipelined), answers arrive in the same order and are parsed by hiredis,
+the reply parser redis-py itself uses. The URL is read by redis-py's own ``parse_url`` (user, password,
 database, ``rediss://`` for TLS).
 
 Calls are bounded by ``call_timeout`` (from the call's start to its answer, connecting
@@ -15,6 +17,9 @@ armed for its deadline watches them all (``asyncio.timeout`` per call cost a tim
 object and a task lookup for every request). A call that runs out of time, or is cut short by
 its caller, drops the connection and fails the calls in flight on it with it: a server that
 stopped answering one request has stopped answering all, and late answers can never be misread.
+
+Errors are redis-py's, so callers handle them as any other Redis failure: ``ConnectionError``
+(nothing listening, connection lost), ``TimeoutError`` (also the builtin one), ``ResponseError``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class PipeTimeout(RedisTimeoutError, TimeoutError):
+    """A call not answered within ``call_timeout``: redis-py's ``TimeoutError`` and the builtin one."""
 
 
 def command(*parts: bytes) -> bytes:
@@ -89,7 +99,7 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         oldest = self.waiting[0][1]
         if oldest <= loop.time():
-            self.close(TimeoutError("Redis did not answer in time; connection dropped"))
+            self.close(PipeTimeout("Redis did not answer in time; connection dropped"))
         elif oldest != math.inf:
             self._timer = loop.call_at(oldest, self._check_deadline)
 
@@ -110,7 +120,8 @@ class _Protocol(asyncio.Protocol):
 
 
 class RedisPipe:
-    """``await pipe.evalsha(sha, script, keys, args)``: one round trip, shared connection.
+    """``await pipe.evalsha(sha, script, keys, args)``, ``await pipe.exists(key)``: one round
+    trip each, on a shared connection.
 
     ``call_timeout`` (seconds, None for none) bounds each call; ``TimeoutError`` after it."""
 
@@ -148,6 +159,11 @@ class RedisPipe:
                 raise
         return await self._call(command(b"EVAL", script.encode(), *tail))
 
+    async def exists(self, key: str) -> int:
+        """``EXISTS key``: 1 or 0."""
+        answer: int = await self._call(command(b"EXISTS", key.encode()))
+        return answer
+
     async def _call(self, packed: bytes) -> Any:
         deadline = math.inf
         if self.call_timeout is not None:
@@ -173,6 +189,14 @@ class RedisPipe:
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        try:
+            return await self._open(loop)
+        except TimeoutError as exc:  # (an OSError too, so first)
+            raise PipeTimeout("Redis did not accept the connection in time") from exc
+        except OSError as exc:  # refused, unreachable, TLS failure: as redis-py reports them
+            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         async with asyncio.timeout(self.connect_timeout):
             if self._path:
                 _, protocol = await loop.create_unix_connection(_Protocol, self._path)
