@@ -58,6 +58,7 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.closed = False
         self._timer: asyncio.TimerHandle | None = None  # armed no later than the oldest deadline
+        self._outgoing: list[bytes] = []  # commands not yet written, sent once per loop pass
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -85,10 +86,19 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.waiting.append((waiter, deadline))
-        self.transport.write(packed)
+        # Under load many requests call in the same pass of the event loop: one write (one
+        # system call) for all of them, at the end of the pass, instead of one each.
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(packed)
         if self._timer is None and deadline != math.inf:
             self._timer = loop.call_at(deadline, self._check_deadline)
         return waiter
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if not self.closed and self.transport is not None:
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
     def _check_deadline(self) -> None:
         """The timer: fail everything if the oldest call is late, else wait for its deadline.
