@@ -16,9 +16,10 @@ def create_redis(settings: ServiceSettings, **overrides: object) -> aioredis.Red
 
     Its pool blocks: when every one of its ``REDIS_MAX_CONNECTIONS`` connections is busy, a
     call waits up to ``REDIS_POOL_TIMEOUT`` seconds for one to come back. redis-py's default
-    pool raises ``MaxConnectionsError`` at once instead (100 connections), and a burst of
-    requests (each checking the session deny-list) then failed by the hundred, each failure
-    slower than the request it replaced, until the service spent all its time answering 500s.
+    pool raises ``MaxConnectionsError`` at once instead (100 connections): a burst of requests
+    each calling Redis (the session deny-list check did, before it moved to the pipe below)
+    then failed by the hundred, each failure slower than the request it replaced, until the
+    service spent all its time answering 500s.
     """
     if not settings.redis_url:
         raise RuntimeError(
