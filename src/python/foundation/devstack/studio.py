@@ -16,11 +16,9 @@ started here on the stack's data folder while the stack is stopped.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import os
-import signal
 import sys
 import types
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -157,15 +155,31 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> argpar
     return parser.parse_args(argv)
 
 
-async def serve(app: Starlette, port: int) -> None:
-    from granian.constants import Interfaces
-    from granian.server.embed import Server
+CONFIG_ENV = "FOUNDATION_STUDIO_CONFIG"  # what main() chose, for the worker's factory
 
-    server = Server(app, address=HOST, port=port, interface=Interfaces.ASGI)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.stop)
-    await server.serve()
+
+def app_from_environment() -> Starlette:
+    """Granian's app factory, run in its worker: the databases and mode ``main`` chose."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    return create_studio_app(config["databases"], writable=config["writable"])
+
+
+def serve(port: int) -> None:
+    """Granian's regular server, as the services run (its embedded server, tried first, is
+    experimental and aborted now and then while stopping on SIGTERM). It handles SIGINT and
+    SIGTERM itself and returns once its worker has stopped."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "foundation.devstack.studio:app_from_environment",
+        factory=True,
+        address=HOST,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        log_access=False,
+    ).serve()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -185,10 +199,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"no databases yet in {data_dir}: start the stack once (./pants run //:dev), or set DATABASE_URL"
         )
     try:
-        app = create_studio_app(urls, writable=args.write)
+        create_studio_app(urls, writable=args.write)  # a bad URL fails here, not in the worker
+        os.environ[CONFIG_ENV] = json.dumps({"databases": urls, "writable": args.write})
         mode = "read and write" if args.write else "read-only"
         print(f"studio: http://{HOST}:{args.port}{BASE_URL}/ ({mode})", flush=True)
-        asyncio.run(serve(app, args.port))
+        serve(args.port)
     finally:
         if postgres:
             postgres.stop()

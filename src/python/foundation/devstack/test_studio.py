@@ -16,12 +16,15 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import InternalError
+from starlette.applications import Starlette
 
 from foundation.database.migrations import upgrade
 from foundation.database.provisioning import drop_database, ensure_database, server_dsn, with_database
 from foundation.devstack.embedded import free_port
 from foundation.devstack.studio import (
+    CONFIG_ENV,
     _engine,
+    app_from_environment,
     configured_databases,
     create_studio_app,
     main,
@@ -165,12 +168,9 @@ def test_main_serves_the_databases_it_finds_on_loopback(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    served: list[tuple[object, int]] = []
-
-    async def fake_serve(app: object, port: int) -> None:
-        served.append((app, port))
-
-    monkeypatch.setattr("foundation.devstack.studio.serve", fake_serve)
+    served: list[int] = []
+    monkeypatch.setattr("foundation.devstack.studio.serve", served.append)  # the server is tested above
+    monkeypatch.setenv(CONFIG_ENV, "")  # restored after the test; main() sets it for the worker
     monkeypatch.delenv("DATABASE_URL", raising=False)
     if source == "DATABASE_URL":
         monkeypatch.setenv("DATABASE_URL", server_url)
@@ -178,5 +178,8 @@ def test_main_serves_the_databases_it_finds_on_loopback(
         state = {"pid": os.getpid(), "databases": configured_databases(server_url)}
         (tmp_path / "stack.json").write_text(json.dumps(state))
     main(["--data-dir", str(tmp_path), "--port", "8899"])
-    assert [port for _, port in served] == [8899]
+    assert served == [8899]
+    config = json.loads(os.environ[CONFIG_ENV])
+    assert config == {"databases": configured_databases(server_url), "writable": False}
+    assert isinstance(app_from_environment(), Starlette)  # what the worker will serve
     assert "studio: http://127.0.0.1:8899/admin/ (read-only)" in capsys.readouterr().out
