@@ -48,7 +48,7 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.shared.app import tune_worker
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
-from foundation.shared.redis import create_redis, create_redis_pipe
+from foundation.shared.redis import create_redis
 from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF
 
@@ -71,9 +71,7 @@ def create_service_app() -> Any:
         settings = ServiceSettings(service_name="bench-service")  # REDIS_URL
         redis = create_redis(settings)
         app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
-        app.state.session_denylist = SessionDenyList(
-            redis, settings.redis_key_prefix, reads=create_redis_pipe(settings)
-        )
+        app.state.session_denylist = SessionDenyList.for_service(settings, redis)
         tune_worker()  # as every service's app does (create_service_app)
         yield
         await app.state.session_denylist.aclose()

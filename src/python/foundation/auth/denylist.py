@@ -10,7 +10,9 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from foundation.shared.redis import create_redis_pipe
 from foundation.shared.redis_pipe import RedisPipe
+from foundation.shared.settings import ServiceSettings
 
 
 class SessionDenyList:
@@ -21,6 +23,12 @@ class SessionDenyList:
         self.redis = redis
         self.prefix = prefix
         self.reads = reads
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, redis: aioredis.Redis) -> SessionDenyList:
+        """A service's deny-list: written through ``redis``, read over a pipelined connection of
+        its own (``aclose`` closes it)."""
+        return cls(redis, settings.redis_key_prefix, reads=create_redis_pipe(settings))
 
     def key(self, session_id: uuid.UUID) -> str:
         return f"{self.prefix}auth:denied-session:{session_id}"

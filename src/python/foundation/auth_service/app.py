@@ -27,7 +27,7 @@ from foundation.database.engine import create_engine, ping, session_factory
 from foundation.database.errors import install_database_error_handlers
 from foundation.events.relay import OutboxRelay
 from foundation.shared.app import create_service_app
-from foundation.shared.redis import Keys, create_redis, create_redis_pipe
+from foundation.shared.redis import Keys, create_redis
 
 
 def load_signing_keys(settings: AuthServiceSettings) -> SigningKeyStore:
@@ -70,7 +70,7 @@ def create_app(
         app.state.token_verifier = token_verifier or TokenVerifier(
             LocalKeySource(signing_keys), issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
-        denylist = SessionDenyList(redis, settings.redis_key_prefix, reads=create_redis_pipe(settings))
+        denylist = SessionDenyList.for_service(settings, redis)
         app.state.session_denylist = denylist
         app.state.trusted_proxies = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies

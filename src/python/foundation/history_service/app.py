@@ -20,7 +20,7 @@ from foundation.history_service.services.ingest import HistoryIngest
 from foundation.history_service.services.timeline import Timeline
 from foundation.history_service.settings import HistoryServiceSettings
 from foundation.shared.app import create_service_app
-from foundation.shared.redis import create_redis, create_redis_pipe
+from foundation.shared.redis import create_redis
 
 
 def create_app(
@@ -38,9 +38,7 @@ def create_app(
         app.state.sessions = sessions
         app.state.redis = redis
         app.state.token_verifier = verifier
-        app.state.session_denylist = SessionDenyList(
-            redis, settings.redis_key_prefix, reads=create_redis_pipe(settings)
-        )
+        app.state.session_denylist = SessionDenyList.for_service(settings, redis)
         app.state.timeline = Timeline(
             sessions,
             max_data_bytes=settings.history_max_data_bytes,

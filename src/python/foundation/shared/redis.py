@@ -21,11 +21,6 @@ def create_redis(settings: ServiceSettings, **overrides: object) -> aioredis.Red
     then failed by the hundred, each failure slower than the request it replaced, until the
     service spent all its time answering 500s.
     """
-    if not settings.redis_url:
-        raise RuntimeError(
-            "REDIS_URL is not set. Start the whole stack with `./pants run //:dev`, "
-            "or point REDIS_URL at a Redis server."
-        )
     options: dict[str, object] = {
         "decode_responses": False,
         "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -36,16 +31,23 @@ def create_redis(settings: ServiceSettings, **overrides: object) -> aioredis.Red
         "timeout": settings.redis_pool_timeout,
     }
     options.update(overrides)
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(_redis_url(settings), **options)
     return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 def create_redis_pipe(settings: ServiceSettings) -> RedisPipe:
     """One pipelined connection for the call every request makes (the session deny-list
     check): much cheaper per call than redis-py's client, and no pool to run out of."""
+    return RedisPipe(_redis_url(settings), connect_timeout=CONNECT_TIMEOUT, call_timeout=CALL_TIMEOUT)
+
+
+def _redis_url(settings: ServiceSettings) -> str:
     if not settings.redis_url:
-        raise RuntimeError("REDIS_URL is not set.")
-    return RedisPipe(settings.redis_url, connect_timeout=CONNECT_TIMEOUT, call_timeout=CALL_TIMEOUT)
+        raise RuntimeError(
+            "REDIS_URL is not set. Start the whole stack with `./pants run //:dev`, "
+            "or point REDIS_URL at a Redis server."
+        )
+    return settings.redis_url
 
 
 class Keys:

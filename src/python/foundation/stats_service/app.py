@@ -13,7 +13,7 @@ from foundation.database.engine import create_engine, ping, session_factory
 from foundation.database.errors import install_database_error_handlers
 from foundation.events.consumer import StreamConsumer
 from foundation.shared.app import create_service_app
-from foundation.shared.redis import create_redis, create_redis_pipe
+from foundation.shared.redis import create_redis
 from foundation.stats_service.api.stats import router as stats_router
 from foundation.stats_service.services.counting import StatsCounter
 from foundation.stats_service.services.reports import Reports
@@ -35,9 +35,7 @@ def create_app(
         app.state.sessions = sessions
         app.state.redis = redis
         app.state.token_verifier = verifier
-        app.state.session_denylist = SessionDenyList(
-            redis, settings.redis_key_prefix, reads=create_redis_pipe(settings)
-        )
+        app.state.session_denylist = SessionDenyList.for_service(settings, redis)
         app.state.reports = Reports(sessions)
         app.state.consumer = StreamConsumer.from_settings(redis, StatsCounter(sessions), settings)
         if settings.events_consumer_enabled:
