@@ -65,7 +65,7 @@ async def oauth_lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix="/auth/oauth", tags=["oauth"], lifespan=oauth_lifespan)
 
 
-def get_oauth(request: Request) -> OAuthService:
+async def get_oauth(request: Request) -> OAuthService:
     service: OAuthService = request.app.state.oauth_service
     return service
 

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/history", tags=["history"])
 MAX_BODY_BYTES = 64 * 1024
 
 
-def get_timeline(request: Request) -> Timeline:
+async def get_timeline(request: Request) -> Timeline:
     timeline: Timeline = request.app.state.timeline
     return timeline
 
@@ -27,7 +27,7 @@ def get_timeline(request: Request) -> Timeline:
 TimelineDep = Annotated[Timeline, Depends(get_timeline)]
 
 
-def limit_body_size(request: Request) -> None:
+async def limit_body_size(request: Request) -> None:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")

@@ -21,7 +21,7 @@ from foundation.stats_service.services.reports import Reports
 router = APIRouter(prefix="/stats", tags=["stats"])
 
 
-def get_reports(request: Request) -> Reports:
+async def get_reports(request: Request) -> Reports:
     reports: Reports = request.app.state.reports
     return reports
 
