@@ -66,7 +66,6 @@ def build_edge(runtime: GatewayRuntime, policy: RateLimitPolicy, tracer: Any) ->
         status=runtime.redis_status,
         on_redis_error=on_redis_error,
         denylist_checked_by_rate_limiter=rate_limiter is not None,
-        redis_timeout=settings.redis_timeout,
     )
 
 

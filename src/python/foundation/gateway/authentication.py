@@ -8,7 +8,6 @@ client's address before ``RequireAuthentication`` answers 401. Public routes ski
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,7 +47,6 @@ class IdentifyMiddleware:
         status: RedisStatus,
         on_redis_error: Callable[[Scope, BaseException | None], None],
         denylist_checked_by_rate_limiter: bool = False,
-        redis_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -57,7 +55,6 @@ class IdentifyMiddleware:
         self.on_redis_error = on_redis_error  # decides fail-open / fail-closed; may raise
         # One Redis round trip per request: the rate limiter's script checks the deny-list.
         self.deferred = denylist_checked_by_rate_limiter
-        self.redis_timeout = redis_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["state"]
@@ -83,9 +80,8 @@ class IdentifyMiddleware:
         if not self.status.available:
             self.on_redis_error(scope, None)  # raises when failing closed
         else:
-            try:
-                async with asyncio.timeout(self.redis_timeout):
-                    denied = await self.denylist().is_denied(principal.session_id)
+            try:  # over the gateway's pipe, bounded by its ``call_timeout`` (REDIS_TIMEOUT)
+                denied = await self.denylist().is_denied(principal.session_id)
             except REDIS_ERRORS as exc:
                 self.on_redis_error(scope, exc)
         if denied:

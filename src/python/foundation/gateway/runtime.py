@@ -35,7 +35,7 @@ class GatewayRuntime:
         self._key_source: JwksKeySource | None = None
         self._denylist: SessionDenyList | None = None
         self._limiter: RedisRateLimiter | None = None
-        self._pipe: RedisPipe | None = None  # the rate-limit script's own connection
+        self._pipe: RedisPipe | None = None  # rate-limit script and deny-list reads
 
     async def start(self) -> None:
         settings = self.settings
@@ -63,11 +63,13 @@ class GatewayRuntime:
             self._verifier = TokenVerifier(
                 self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
-        self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix)
         assert settings.redis_url  # create_redis refused to start without one
         self._pipe = RedisPipe(
             settings.redis_url, connect_timeout=settings.redis_timeout, call_timeout=settings.redis_timeout
         )
+        # Read over the pipe (the rate-limit script checks it there too when limits are on);
+        # the gateway never writes the deny-list.
+        self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix, reads=self._pipe)
         self._limiter = RedisRateLimiter(self._pipe)
 
     async def stop(self) -> None:
