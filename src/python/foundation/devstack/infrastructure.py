@@ -61,6 +61,15 @@ class Infrastructure:
             ("redis", redacted(self.redis_url), redis_note),
         ]
 
+    def exited(self) -> list[tuple[str, int]]:
+        """The embedded servers that have stopped on their own: (name, exit code)."""
+        gone: list[tuple[str, int]] = []
+        for name, server in (("postgres", self.postgres), ("redis", self.redis)):
+            code = server.proc.poll() if server and server.proc else None
+            if code is not None:
+                gone.append((name, code))
+        return gone
+
     def stop(self) -> None:
         if self.redis:
             self.redis.stop()

@@ -49,6 +49,10 @@ class _Stopped(Exception):
     pass
 
 
+class _ServerLost(Exception):
+    """An embedded server the services depend on stopped while the stack ran."""
+
+
 def probe(url: str, timeout: float = 0.5) -> tuple[int, dict[str, object]] | None:
     """Status and JSON body of ``GET url/health``; None when nothing answers HTTP."""
     try:
@@ -122,6 +126,9 @@ class Stack:
             return 0
         except _Stopped:
             return 0
+        except _ServerLost as exc:
+            self.log.say(str(exc))
+            return 1
         except StackError as exc:
             self.log.say(f"cannot start: {exc}")
             return 1
@@ -295,6 +302,7 @@ class Stack:
                 self._reload(event)
             self._check_health(started)
             self._report_exits()
+            self._check_servers()
             if not self.ready and not warned and time.monotonic() - started > self.options.ready_timeout:
                 waiting = ", ".join(i.name for i in self.pending) or GATEWAY.name
                 self.log.say(
@@ -335,6 +343,15 @@ class Stack:
             process.expected_exit = True
             hint = "it restarts when its code changes" if self.options.reload else "restart the stack"
             self.log.say(f"{instance.name} exited with code {code}; {hint}")
+
+    def _check_servers(self) -> None:
+        """Stop the stack when an embedded PostgreSQL or Redis has gone: every service would
+        otherwise keep logging connection errors that do not say why."""
+        for name, code in self.infra.exited() if self.infra else ():
+            raise _ServerLost(
+                f"the embedded {name} server exited with code {code}; the services cannot work "
+                "without it, so the stack stops (start it again; its data is kept)"
+            )
 
     def _reload(self, paths: set[Path]) -> None:
         running = {i.service for i in self.processes}

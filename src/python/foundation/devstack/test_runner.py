@@ -136,6 +136,28 @@ def test_reset_empties_the_data_folder(stack_options: StackOptions) -> None:
     assert "reset: emptied" in out.getvalue()
 
 
+def test_an_embedded_server_that_dies_stops_the_stack_and_says_why(stack_options: StackOptions) -> None:
+    out = Output()
+    stack = Stack(replace(stack_options, redis_url=None), out)  # Redis embedded, PostgreSQL not
+    thread, result = run_in_thread(stack)
+    try:
+        out.wait_for(READY_LINE)
+        services = list(stack.processes.values())
+        assert stack.infra is not None and stack.infra.redis is not None
+        redis = stack.infra.redis.proc
+        assert redis is not None
+        redis.kill()
+        line = out.wait_for("the embedded redis server exited", timeout=30)
+        thread.join(30)
+    finally:
+        stack.request_stop(signal.SIGTERM)
+        thread.join(30)
+    assert "with code -9" in line
+    assert result == [1]
+    assert services and not any(p.running() for p in services)
+    assert out.getvalue().splitlines()[-1].endswith("stopped")
+
+
 def test_gateway_alone_is_ready_and_says_the_others_are_not_running_here(stack_options: StackOptions) -> None:
     out = Output()
     stack = Stack(replace(stack_options, services=(GATEWAY,)), out)
