@@ -60,12 +60,24 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
             ],
         )
     )
+    skip_unrendered_record_fields()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Our access log replaces the servers' own.
     for noisy in ("granian.access", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def skip_unrendered_record_fields() -> None:
+    """Stop the standard library gathering, for every record, what no line here prints: the
+    caller's frame (a stack walk), the thread, the process and its multiprocessing name. The
+    switches are the ones its logging HOWTO lists under "Optimization"; with them an access
+    line costs about a fifth less CPU (``bench:access_log``)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def _add_service(service: str) -> Any:
@@ -100,6 +112,9 @@ class RequestContextMiddleware:
         self.app = app
         self.skip_paths = frozenset(skip_paths)
         self.log = get_logger("access")
+        # Asked before each access line: a line the level drops would otherwise still be
+        # built and passed through structlog's processors (about 3 us a request).
+        self.enabled = logging.getLogger("access").isEnabledFor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,7 +146,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in self.skip_paths:
+            if scope["path"] not in self.skip_paths and self.enabled(logging.INFO):
                 client = scope.get("client")
                 self.log.info(
                     "request",
