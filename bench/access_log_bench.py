@@ -108,6 +108,8 @@ def main() -> int:
                 results[name].append(asyncio.run(cpu_per_request(target, args.requests)))
     finally:
         os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     baseline = statistics.median(results[variants[0][0]])
     print(f"access line cost, {args.rounds} alternating rounds of {args.requests} requests, medians:")
     for name, values in results.items():
