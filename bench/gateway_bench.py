@@ -12,7 +12,11 @@ every service does (JWT verify + Redis session deny-list), and the gateway in fr
    same moments of the machine), for ``--rounds`` rounds of twice ``--seconds``; the p99
    difference is the latency the gateway adds.
 
-    PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10]
+    PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10] [--service history]
+
+``--service history`` measures the same against history-service's ``GET /history`` (a page
+of 20 events from PostgreSQL: ``DATABASE_URL`` or an embedded server) instead of the minimal
+service: a real endpoint behind the gateway, for comparison.
 
 Targets (docs/performance.md): gateway >= 50 % of direct throughput; p99 added < 5 ms at half
 of the gateway's peak.
@@ -114,6 +118,54 @@ def serve_service(port: int) -> None:
         log_access=False,
         log_enabled=False,
     ).serve()
+
+
+def start_history_service(stack: ExitStack, env: dict[str, str], keys_url: str) -> tuple[str, int]:
+    """history-service on its own database (PostgreSQL from DATABASE_URL, else embedded),
+    verifying tokens against ``keys_url``: its URL and process id."""
+    from foundation.database.migrations import upgrade
+    from foundation.database.provisioning import drop_database, ensure_database, with_database
+    from foundation.history_service import migrations
+
+    server = os.environ.get("DATABASE_URL")
+    if not server:
+        from foundation.devstack.embedded import EmbeddedPostgres
+
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-pg-"))
+        os.chmod(folder, 0o755)  # noqa: S103 - PostgreSQL may run as an unprivileged user
+        postgres = EmbeddedPostgres(Path(folder)).start()
+        stack.callback(postgres.stop)
+        server = postgres.url
+    database = with_database(server, f"bench_history_{uuid.uuid4().hex[:8]}")
+    ensure_database(database)
+    stack.callback(drop_database, database)
+    upgrade(database, migrations.__name__)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "foundation.history_service.main", "serve", "--port", str(port)],
+        env={
+            **env,
+            "DATABASE_URL": database,
+            "JWKS_URL": keys_url,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stack.callback(process.wait, 10)
+    stack.callback(process.terminate)
+    wait_port(port)
+    return f"http://127.0.0.1:{port}", process.pid
+
+
+def seed_timeline(url: str, token: str, events: int = 20) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    for index in range(events):
+        answer = httpx.post(url, json={"type": "app.opened", "data": {"n": index}}, headers=headers)
+        answer.raise_for_status()
 
 
 # --- open-loop load at a fixed rate (runs in its own process) -----------------------------
@@ -307,6 +359,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway runs")
     parser.add_argument("--rate", type=float, help="the open-loop rate (default: half the gateway's peak)")
+    parser.add_argument(
+        "--service",
+        choices=["minimal", "history"],
+        default="minimal",
+        help="the service behind the gateway: a minimal authenticated GET, or history-service",
+    )
     args = parser.parse_args()
     # Stopped with SIGTERM (kill, a CI timeout): unwind as on Ctrl-C, so that the service and
     # gateway processes started below are stopped too instead of outliving the benchmark.
@@ -348,10 +406,15 @@ def main() -> int:
         stack.callback(service.wait, 10)
         stack.callback(service.terminate)
         service_url = f"http://127.0.0.1:{service_port}"
+        history_url, measured = service_url, service.pid  # the service under test
+        if args.service == "history":
+            wait_port(service_port)  # it serves the signing keys
+            keys_url = f"{service_url}/auth/.well-known/jwks.json"
+            history_url, measured = start_history_service(stack, env, keys_url)
         gateway_env = {
             **env,
             "AUTH_URL": service_url,
-            "HISTORY_URL": service_url,
+            "HISTORY_URL": history_url,
             "STATS_URL": service_url,
             "JWT_ISSUER": ISSUER,
             "JWT_AUDIENCE": AUDIENCE,
@@ -367,8 +430,11 @@ def main() -> int:
         stack.callback(gateway.terminate)
         wait_port(service_port)
         wait_port(gateway_port)
-        direct_url = f"{service_url}/history/bench"
-        gateway_url = f"http://127.0.0.1:{gateway_port}/history/bench"
+        path = "/history/bench" if args.service == "minimal" else "/history"
+        direct_url = f"{history_url}{path}"
+        gateway_url = f"http://127.0.0.1:{gateway_port}{path}"
+        if args.service == "history":
+            seed_timeline(direct_url, token)
         wrk(direct_url, token, 2, args.connections)  # warm-up (imports, pools, JWKS fetch)
         wrk(gateway_url, token, 2, args.connections)
 
@@ -377,11 +443,11 @@ def main() -> int:
         rounds: list[tuple[dict[str, float], dict[str, float]]] = []
         cpu: dict[str, list[float]] = {"direct: service": [], "gateway: gateway": [], "gateway: service": []}
         for _ in range(args.rounds):
-            before = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            before = cpu_seconds(measured), cpu_seconds(gateway.pid)
             direct_run = wrk(direct_url, token, args.seconds, args.connections)
-            middle = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            middle = cpu_seconds(measured), cpu_seconds(gateway.pid)
             gateway_run = wrk(gateway_url, token, args.seconds, args.connections)
-            after = cpu_seconds(service.pid), cpu_seconds(gateway.pid)
+            after = cpu_seconds(measured), cpu_seconds(gateway.pid)
             rounds.append((direct_run, gateway_run))
             direct_count = direct_run["rps"] * args.seconds
             gateway_count = gateway_run["rps"] * args.seconds
@@ -406,7 +472,8 @@ def main() -> int:
     ratio = ratios[len(ratios) // 2]
     added_p99 = through_half["p99_ms"] - direct_half["p99_ms"]
     print(
-        f"authenticated GET, wrk -t1 -c{args.connections}, {args.seconds} s per run, medians of "
+        f"authenticated GET {path} ({args.service} service), wrk -t1 -c{args.connections}, "
+        f"{args.seconds} s per run, medians of "
         f"{args.rounds} alternating rounds, one Granian worker per app"
     )
     print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
