@@ -12,11 +12,12 @@ every service does (JWT verify + Redis session deny-list), and the gateway in fr
    same moments of the machine), for ``--rounds`` rounds of twice ``--seconds``; the p99
    difference is the latency the gateway adds.
 
-    PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10] [--service history]
+    PYTHONPATH=src/python:. python bench/gateway_bench.py [--seconds 10] [--service minimal|history]
 
-``--service history`` measures the same against history-service's ``GET /history`` (a page
-of 20 events from PostgreSQL: ``DATABASE_URL`` or an embedded server) instead of the minimal
-service: a real endpoint behind the gateway, for comparison.
+Both steps run twice by default: first with the minimal service behind the gateway (which
+does nothing but authenticate, as the gateway also does: the harshest case), then with
+history-service's ``GET /history`` (a page of 20 events from PostgreSQL, ``DATABASE_URL`` or
+an embedded server): a real endpoint. ``--service`` picks one.
 
 Targets (docs/performance.md): gateway >= 50 % of direct throughput; p99 added < 5 ms at half
 of the gateway's peak.
@@ -61,6 +62,10 @@ PYTHONPATH = f"{REPO / 'src/python'}:{REPO}:{REPO / 'bench'}"
 ISSUER, AUDIENCE = "http://127.0.0.1:8000/auth", "foundation-api"
 REQUEST_TIMEOUT = 10.0  # seconds; a request without an answer by then counts as an error
 SLICE_SECONDS = 0.5  # the open-loop phase sends to each path in turn for this long
+DESCRIPTIONS = {
+    "minimal": "a minimal service that only authenticates",
+    "history": "history-service, a page of 20 events from PostgreSQL",
+}
 
 
 # --- the service under test (runs in its own process) -------------------------------------
@@ -361,9 +366,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="the open-loop rate (default: half the gateway's peak)")
     parser.add_argument(
         "--service",
-        choices=["minimal", "history"],
-        default="minimal",
-        help="the service behind the gateway: a minimal authenticated GET, or history-service",
+        choices=["both", "minimal", "history"],
+        default="both",
+        help="behind the gateway: a minimal service that only authenticates, history-service, "
+        "or one after the other (default)",
     )
     args = parser.parse_args()
     # Stopped with SIGTERM (kill, a CI timeout): unwind as on Ctrl-C, so that the service and
@@ -386,17 +392,17 @@ def main() -> int:
             redis = EmbeddedRedis(Path(folder)).start()
             stack.callback(redis.stop)
             redis_url = redis.url
-        prefix = f"bench:{uuid.uuid4().hex[:8]}:"
         env = {
             **os.environ,
             "PYTHONPATH": PYTHONPATH,
             "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": prefix,
+            "REDIS_KEY_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
             "BENCH_JWKS": json.dumps(signer.jwks),
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "json",
         }
-        service_port, gateway_port = free_port(), free_port()
+        # The minimal service: measured itself, and serving the signing keys in either case.
+        service_port = free_port()
         service = subprocess.Popen(
             [sys.executable, __file__, "--_service", str(service_port)],
             env=env,
@@ -405,12 +411,26 @@ def main() -> int:
         )
         stack.callback(service.wait, 10)
         stack.callback(service.terminate)
-        service_url = f"http://127.0.0.1:{service_port}"
-        history_url, measured = service_url, service.pid  # the service under test
-        if args.service == "history":
-            wait_port(service_port)  # it serves the signing keys
+        wait_port(service_port)
+        kinds = ["minimal", "history"] if args.service == "both" else [args.service]
+        for index, kind in enumerate(kinds):
+            if index:
+                print()
+            measure(kind, args, env, token, f"http://127.0.0.1:{service_port}", service.pid)
+    return 0
+
+
+def measure(
+    kind: str, args: argparse.Namespace, env: dict[str, str], token: str, service_url: str, service_pid: int
+) -> None:
+    """Start the service under test (unless minimal) and a gateway in front of it, measure
+    both paths, print the figures, and stop what it started."""
+    with ExitStack() as stack:
+        history_url, measured = service_url, service_pid
+        if kind == "history":
             keys_url = f"{service_url}/auth/.well-known/jwks.json"
             history_url, measured = start_history_service(stack, env, keys_url)
+        gateway_port = free_port()
         gateway_env = {
             **env,
             "AUTH_URL": service_url,
@@ -428,12 +448,11 @@ def main() -> int:
         )
         stack.callback(gateway.wait, 10)
         stack.callback(gateway.terminate)
-        wait_port(service_port)
         wait_port(gateway_port)
-        path = "/history/bench" if args.service == "minimal" else "/history"
+        path = "/history/bench" if kind == "minimal" else "/history"
         direct_url = f"{history_url}{path}"
         gateway_url = f"http://127.0.0.1:{gateway_port}{path}"
-        if args.service == "history":
+        if kind == "history":
             seed_timeline(direct_url, token)
         wrk(direct_url, token, 2, args.connections)  # warm-up (imports, pools, JWKS fetch)
         wrk(gateway_url, token, 2, args.connections)
@@ -472,9 +491,8 @@ def main() -> int:
     ratio = ratios[len(ratios) // 2]
     added_p99 = through_half["p99_ms"] - direct_half["p99_ms"]
     print(
-        f"authenticated GET {path} ({args.service} service), wrk -t1 -c{args.connections}, "
-        f"{args.seconds} s per run, medians of "
-        f"{args.rounds} alternating rounds, one Granian worker per app"
+        f"authenticated GET {path} ({DESCRIPTIONS[kind]}), wrk -t1 -c{args.connections}, "
+        f"{args.seconds} s per run, medians of {args.rounds} alternating rounds, one Granian worker per app"
     )
     print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
     for name, row in (("direct to service", direct), ("through gateway", through)):
@@ -503,8 +521,7 @@ def main() -> int:
             f"{name:22}{row['achieved_rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
             f"{row['errors']:>9.0f}{row['max_ms']:>10.2f}{row['count']:>10.0f}"
         )
-    print(f"p99 added by the gateway: {added_p99:.2f} ms (target < 5 ms)")
-    return 0
+    print(f"p99 added by the gateway: {added_p99:.2f} ms (target < 5 ms)", flush=True)
 
 
 if __name__ == "__main__":
