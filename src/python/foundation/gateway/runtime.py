@@ -14,7 +14,7 @@ from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.settings import GatewaySettings
 from foundation.gateway.upstream_http import UpstreamPool
 from foundation.gateway.upstreams import Upstream, create_http_session, upstreams_from
-from foundation.shared.redis import create_redis
+from foundation.shared.redis import create_redis, create_redis_pipe
 from foundation.shared.redis_pipe import RedisPipe
 
 
@@ -63,9 +63,8 @@ class GatewayRuntime:
             self._verifier = TokenVerifier(
                 self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
-        assert settings.redis_url  # create_redis refused to start without one
-        self._pipe = RedisPipe(
-            settings.redis_url, connect_timeout=settings.redis_timeout, call_timeout=settings.redis_timeout
+        self._pipe = create_redis_pipe(
+            settings, connect_timeout=settings.redis_timeout, call_timeout=settings.redis_timeout
         )
         # Read over the pipe (the rate-limit script checks it there too when limits are on);
         # the gateway never writes the deny-list.

@@ -35,10 +35,13 @@ def create_redis(settings: ServiceSettings, **overrides: object) -> aioredis.Red
     return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
-def create_redis_pipe(settings: ServiceSettings) -> RedisPipe:
-    """One pipelined connection for the call every request makes (the session deny-list
-    check): much cheaper per call than redis-py's client, and no pool to run out of."""
-    return RedisPipe(_redis_url(settings), connect_timeout=CONNECT_TIMEOUT, call_timeout=CALL_TIMEOUT)
+def create_redis_pipe(
+    settings: ServiceSettings, *, connect_timeout: float = CONNECT_TIMEOUT, call_timeout: float = CALL_TIMEOUT
+) -> RedisPipe:
+    """One pipelined connection for the calls every request makes (the session deny-list
+    check, the gateway's rate-limit script): much cheaper per call than redis-py's client,
+    and no pool to run out of."""
+    return RedisPipe(_redis_url(settings), connect_timeout=connect_timeout, call_timeout=call_timeout)
 
 
 def _redis_url(settings: ServiceSettings) -> str:
