@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.verifier import TokenVerifier, service_verifier
@@ -14,7 +15,9 @@ from foundation.database.engine import create_engine, ping, session_factory
 from foundation.database.errors import install_database_error_handlers
 from foundation.events.consumer import StreamConsumer
 from foundation.events.relay import OutboxRelay
+from foundation.history_service.api.history import MAX_BODY_BYTES
 from foundation.history_service.api.history import router as history_router
+from foundation.history_service.body_limit import BodyLimit
 from foundation.history_service.models import Outbox
 from foundation.history_service.services.ingest import HistoryIngest
 from foundation.history_service.services.timeline import Timeline
@@ -43,6 +46,7 @@ def create_app(
             sessions,
             max_data_bytes=settings.history_max_data_bytes,
             max_future=timedelta(seconds=settings.history_max_future_seconds),
+            max_past=timedelta(seconds=settings.history_max_past_seconds),
         )
         app.state.relay = OutboxRelay(sessions, redis, Outbox, prefix=settings.redis_key_prefix)
         app.state.consumer = StreamConsumer.from_settings(redis, HistoryIngest(sessions), settings)
@@ -65,6 +69,8 @@ def create_app(
         title="History service",
         description="Each user's activity timeline.",
         routers=[history_router],
+        # Before FastAPI reads and parses a body, not after (a dependency would run after).
+        middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)],
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )

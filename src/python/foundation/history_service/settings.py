@@ -17,6 +17,11 @@ class HistoryServiceSettings(ConsumerSettings):
     history_max_future_seconds: int = Field(
         default=300, ge=0, description="How far in the future a client's occurred_at may be (clock skew)."
     )
+    history_max_past_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=1,
+        description="How far in the past a client's occurred_at may be (30 days: an app that was offline).",
+    )
 
     # The event stream.
     events_consumer_group: str = "history"  # the other EVENTS_* settings: ConsumerSettings

@@ -66,6 +66,14 @@ def _field_error(field: str, message: str, code: str) -> ValidationFailed:
     )
 
 
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
 class Timeline:
     def __init__(
         self,
@@ -73,10 +81,12 @@ class Timeline:
         *,
         max_data_bytes: int,
         max_future: timedelta,
+        max_past: timedelta,
     ) -> None:
         self.sessions = sessions
         self.max_data_bytes = max_data_bytes
         self.max_future = max_future
+        self.max_past = max_past
 
     async def read(self, user_id: uuid.UUID, query: TimelineQuery) -> Page[HistoryEvent]:
         query = replace(query, since=_utc(query.since), until=_utc(query.until))
@@ -120,6 +130,12 @@ class Timeline:
             )
         if occurred_at > now + self.max_future:
             raise _field_error("occurred_at", "must not be in the future", "occurred_at_in_future")
+        if occurred_at < now - self.max_past:
+            raise _field_error(
+                "occurred_at",
+                f"must be at most {_span(self.max_past)} in the past",
+                "occurred_at_too_old",
+            )
         return occurred_at.astimezone(UTC)
 
     async def record(
