@@ -250,7 +250,9 @@ async def test_service_verifier_refuses_everything_without_jwks_in_development_o
     await expect_refused(refusing, signer.issue())
     await refusing.aclose()  # a static key source has nothing to close
     with pytest.raises(RuntimeError, match="JWKS_URL"):
-        service_verifier(ServiceSettings(jwks_url=None, environment="production"))
+        service_verifier(
+            ServiceSettings(jwks_url=None, environment="production", jwt_issuer="https://api.acme.io/auth")
+        )
     fetching = service_verifier(ServiceSettings(jwks_url="http://127.0.0.1:1/jwks"))
     assert isinstance(fetching.keys, JwksKeySource)
     await fetching.aclose()

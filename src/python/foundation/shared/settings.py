@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # to start with any of them (or with the secret unset).
 EXAMPLE_MARKERS = ("change-me", "example", "not-a-real", "dev-only", "xxxxxxxx")
 
+# The issuer a development stack signs with (auth-service behind the gateway on loopback).
+DEVELOPMENT_JWT_ISSUER = "http://127.0.0.1:8000/auth"
+
 
 class Environment(str, Enum):
     development = "development"
@@ -67,7 +70,9 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_console: bool = False
 
-    jwt_issuer: str = "http://127.0.0.1:8000/auth"
+    jwt_issuer: str = Field(
+        default=DEVELOPMENT_JWT_ISSUER, description="`iss` of access tokens: auth-service's public URL."
+    )
     jwt_audience: str = "foundation-api"
     jwks_url: str | None = Field(
         default=None, description="auth-service JWKS; services and gateway verify against it."
@@ -100,4 +105,17 @@ class ServiceSettings(BaseSettings):
             lowered = str(raw).lower()
             if any(marker in lowered for marker in EXAMPLE_MARKERS):
                 raise ValueError(f"{name.upper()} still holds an example value; set a real secret")
+        # Not secrets, but a production process must not run on the example connection URL of
+        # .env.example (its password is `change-me`) nor sign or accept tokens for the
+        # development issuer.
+        if self.database_url and any(marker in self.database_url.lower() for marker in EXAMPLE_MARKERS):
+            raise ValueError(
+                "DATABASE_URL still holds an example value (as in .env.example); set the real connection URL"
+            )
+        issuer = self.jwt_issuer.strip().rstrip("/")
+        if issuer == DEVELOPMENT_JWT_ISSUER or any(marker in issuer.lower() for marker in EXAMPLE_MARKERS):
+            raise ValueError(
+                f"JWT_ISSUER is the development default ({DEVELOPMENT_JWT_ISSUER}) or an example value; "
+                "set auth-service's public URL, e.g. https://api.yourdomain/auth"
+            )
         return self

@@ -37,10 +37,35 @@ def test_production_refuses_an_example_secret() -> None:
 
 def test_development_accepts_missing_secrets_and_production_real_ones() -> None:
     assert SecretiveSettings().api_secret is None
-    real = SecretiveSettings(environment="production", api_secret="k8Qw2vZ9u1TqLx0")
+    real = SecretiveSettings(
+        environment="production", api_secret="k8Qw2vZ9u1TqLx0", jwt_issuer="https://api.acme.io/auth"
+    )
     assert real.is_production
 
 
 def test_invalid_setting_is_refused() -> None:
     with pytest.raises(ValidationError):
         ServiceSettings(db_pool_size=0)
+
+
+def test_production_refuses_an_example_database_url_naming_it() -> None:
+    example = "postgresql+psycopg://auth:change-me@127.0.0.1:5432/auth"  # as in .env.example
+    with pytest.raises(ValidationError, match="DATABASE_URL still holds an example value"):
+        ServiceSettings(environment="production", database_url=example, jwt_issuer="https://api.acme.io/auth")
+
+
+def test_production_refuses_the_default_jwt_issuer_naming_it() -> None:
+    with pytest.raises(ValidationError, match="JWT_ISSUER"):
+        ServiceSettings(environment="production", database_url="postgresql://auth:k8Qw2vZ9u1@db:5432/auth")
+    with pytest.raises(ValidationError, match="JWT_ISSUER"):
+        ServiceSettings(environment="production", jwt_issuer="http://127.0.0.1:8000/auth")
+
+
+def test_production_accepts_a_real_database_url_and_issuer_and_development_the_defaults() -> None:
+    real = ServiceSettings(
+        environment="production",
+        database_url="postgresql://auth:k8Qw2vZ9u1@db.internal:5432/auth",
+        jwt_issuer="https://api.acme.io/auth",
+    )
+    assert real.is_production
+    assert ServiceSettings(database_url="postgresql+psycopg://auth:change-me@127.0.0.1:5432/auth").jwt_issuer

@@ -12,7 +12,7 @@ from tests.helpers.idp import StandInIdentityProvider
 
 
 class Settings(OAuthSettings, ServiceSettings):
-    pass
+    jwt_issuer: str = "https://api.acme.io/auth"  # production refuses the development one
 
 
 def test_lists_come_from_comma_separated_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,7 +139,9 @@ def test_production_refuses_to_start_without_a_signing_key(
 ) -> None:
     from foundation.auth_service.app import load_signing_keys
 
-    settings = make_settings(environment="production", jwt_keys_dir=tmp_path / "none")
+    settings = make_settings(
+        environment="production", jwt_keys_dir=tmp_path / "none", jwt_issuer="https://api.acme.io/auth"
+    )
     with pytest.raises(RuntimeError, match="No signing key"):
         load_signing_keys(settings)
 
