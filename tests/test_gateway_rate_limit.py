@@ -306,3 +306,22 @@ async def test_rate_limits_can_be_switched_off(
         )
         statuses = [(await client.post(url + "/auth/login", json={})).status for _ in range(3)]
         assert statuses == [200, 200, 200]
+
+
+async def test_every_forwarded_for_line_counts_and_the_client_cannot_pick_its_bucket(
+    redis_url: str, redis_prefix: str, service: FakeService
+) -> None:
+    # A trusted proxy that adds its own X-Forwarded-For line after the client's.
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:6]}:"
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as client:
+        [url] = await start_gateways(
+            stack, redis_url, prefix, service, rate_limit_strict="1/60", trusted_proxies="127.0.0.0/8"
+        )
+        statuses = []
+        for forged in ("198.51.100.1", "198.51.100.2"):
+            lines = [("X-Forwarded-For", forged), ("X-Forwarded-For", "203.0.113.7")]
+            async with client.post(url + "/auth/login", json={}, headers=lines) as response:
+                statuses.append(response.status)
+        assert statuses == [200, 429]  # one client, one bucket, whatever it writes itself
+        seen = service.requests[-1]["headers"]
+        assert seen["x-forwarded-for"] == "198.51.100.1, 203.0.113.7, 127.0.0.1"

@@ -20,7 +20,6 @@ from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.api.gateway_routes import gateway_router
 from foundation.gateway.authentication import IdentifyMiddleware, RequireAuthentication
 from foundation.gateway.body_limit import BodyLimitMiddleware
-from foundation.gateway.client_address import ClientAddressMiddleware, TrustedProxies
 from foundation.gateway.edge import EdgeRouter
 from foundation.gateway.https_redirect import HttpsRedirectMiddleware
 from foundation.gateway.openapi import OpenApiAggregator
@@ -30,6 +29,7 @@ from foundation.gateway.runtime import GatewayRuntime
 from foundation.gateway.security_headers import SecurityHeadersMiddleware
 from foundation.gateway.settings import FailureMode, GatewaySettings
 from foundation.shared.app import tune_worker
+from foundation.shared.client_address import ClientAddressMiddleware, TrustedProxies
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing

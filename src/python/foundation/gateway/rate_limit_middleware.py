@@ -16,11 +16,11 @@ from foundation.gateway.authentication import (
     ROUTE_KEY,
     session_revoked,
 )
-from foundation.gateway.client_address import client_ip
 from foundation.gateway.rate_limit import Decision, Quota, RedisRateLimiter
 from foundation.gateway.redis_status import REDIS_ERRORS, RedisStatus
 from foundation.gateway.routes import RouteInfo
 from foundation.gateway.settings import FailureMode, GatewaySettings, parse_rate
+from foundation.shared.client_address import client_ip
 from foundation.shared.errors import AppError, ServiceUnavailable, TooManyRequests
 from foundation.shared.redis import Keys
 

@@ -7,9 +7,8 @@ from enum import Enum
 
 from pydantic import Field, field_validator, model_validator
 
+from foundation.shared.client_address import IpNetwork
 from foundation.shared.settings import CsvList, ServiceSettings, split_csv
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class FailureMode(str, Enum):

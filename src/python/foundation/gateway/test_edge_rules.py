@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from foundation.gateway.client_address import TrustedProxies
 from foundation.gateway.headers import request_headers_for_upstream, response_headers_for_client
 from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.routes import classify, is_safe_path, service_for
 from foundation.gateway.settings import GatewaySettings, parse_rate
+from foundation.shared.client_address import TrustedProxies
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from starlette.types import Scope
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.sessions import ClientInfo, SessionService
 from foundation.database.engine import session_scope
+from foundation.shared.client_address import IpNetwork, TrustedProxies, client_address
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -30,35 +30,30 @@ async def get_accounts(request: Request) -> AccountService:
     return service
 
 
-def _trusted(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+_proxies: dict[int, tuple[tuple[IpNetwork, ...], TrustedProxies]] = {}
 
 
-def client_from_scope(
-    scope: Scope, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> ClientInfo:
-    """The client's address: the socket peer, or, from a trusted proxy, X-Forwarded-For read
-    from the right skipping trusted hops (a client cannot name its own address)."""
+def _trusted_proxies(networks: tuple[IpNetwork, ...]) -> TrustedProxies:
+    """One ``TrustedProxies`` per app's tuple (it remembers the peers it has seen), found by
+    identity: hashing the networks on every request would cost more than the lookup saves."""
+    known = _proxies.get(id(networks))
+    if known is None or known[0] is not networks:
+        if len(_proxies) >= 8:
+            _proxies.clear()
+        known = _proxies[id(networks)] = (networks, TrustedProxies(networks))
+    return known[1]
+
+
+def client_from_scope(scope: Scope, networks: tuple[IpNetwork, ...]) -> ClientInfo:
+    """The client's address (``foundation.shared.client_address``: the socket peer, or, from
+    a trusted proxy, every X-Forwarded-For line read from the right past trusted hops)."""
     peer = scope.get("client")
-    address = peer[0] if peer else "unknown"
-    forwarded, user_agent = "", None
+    user_agent = None
     for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            forwarded = forwarded + "," + value.decode("latin-1") if forwarded else value.decode("latin-1")
-        elif name == b"user-agent" and user_agent is None:
+        if name == b"user-agent":
             user_agent = value.decode("latin-1")
-    if forwarded and _trusted(address, networks):
-        chain = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        if chain:
-            address = next((hop for hop in reversed(chain) if not _trusted(hop, networks)), chain[0])
-    try:
-        address = str(ipaddress.ip_address(address))
-    except ValueError:
-        address = "unknown"
+            break
+    address = client_address(peer[0] if peer else None, scope["headers"], _trusted_proxies(networks)).address
     return ClientInfo(ip=address, user_agent=user_agent[:512] if user_agent else None)
 
 
