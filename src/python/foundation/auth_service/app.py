@@ -27,7 +27,7 @@ from foundation.database.engine import create_engine, ping, session_factory
 from foundation.database.errors import install_database_error_handlers
 from foundation.events.relay import OutboxRelay
 from foundation.shared.app import create_service_app
-from foundation.shared.redis import Keys, create_redis
+from foundation.shared.redis import create_redis
 
 
 def load_signing_keys(settings: AuthServiceSettings) -> SigningKeyStore:
@@ -66,6 +66,8 @@ def create_app(
 
         signing_keys = load_signing_keys(settings)
         app.state.signing_keys = signing_keys
+        # Sign-in throttling; refuses to start in production without the device-cookie secret.
+        throttle = LoginThrottle.for_service(settings)
         # auth-service verifies its own tokens against its own keys: no HTTP round trip.
         app.state.token_verifier = token_verifier or TokenVerifier(
             LocalKeySource(signing_keys), issuer=settings.jwt_issuer, audience=settings.jwt_audience
@@ -90,13 +92,7 @@ def create_app(
                 audience=settings.jwt_audience,
                 lifetime=settings.access_token_ttl,
             ),
-            throttle=LoginThrottle(
-                redis,
-                Keys(settings.redis_key_prefix),
-                per_account=settings.login_max_failures_per_account,
-                per_ip=settings.login_max_failures_per_ip,
-                window=settings.login_failure_window,
-            ),
+            throttle=throttle,
             denylist=denylist,
             direct=direct,
             sessions=app.state.sessions,
@@ -140,6 +136,7 @@ def create_app(
             hasher.close()
             await direct.close()
             await denylist.aclose()
+            await throttle.aclose()
             await redis.aclose()
             await engine.dispose()
 

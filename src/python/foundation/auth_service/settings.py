@@ -45,10 +45,21 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
     password_max_length: int = Field(default=128, ge=16, le=1024)
     password_min_score: int = Field(default=2, ge=0, le=4, description="zxcvbn score 0..4")
 
-    # Failed-login throttling (fixed windows in Redis).
-    login_max_failures_per_account: int = Field(default=5, ge=1)
-    login_max_failures_per_ip: int = Field(default=50, ge=1)
+    # Failed-login throttling (fixed windows in Redis; services/login_throttle.py).
+    login_max_failures_per_account_address: int = Field(
+        default=5, ge=1, description="Per account from one address (an IPv6 /64)."
+    )
+    login_max_failures_per_account: int = Field(
+        default=25, ge=1, description="Per account from all addresses without a device cookie."
+    )
+    login_max_failures_per_ip: int = Field(default=50, ge=1, description="Per address over all accounts.")
+    login_max_failures_per_device: int = Field(default=5, ge=1, description="Per device cookie.")
     login_failure_window: int = Field(default=900, ge=1, description="Seconds.")
+    login_device_cookie_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secrets of device cookies, comma-separated, newest first, 32+ characters.",
+    )
+    login_device_cookie_max_age: int = Field(default=180 * 86_400, ge=3_600, description="Seconds.")
 
     # Outbox relay (publishes the outbox to the Redis event stream; one replica at a time).
     outbox_relay_enabled: bool = True
@@ -77,5 +88,9 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
 
     def required_secrets(self) -> dict[str, Any]:
         # Production may also use a mounted key folder; the app refuses to start with no key
-        # at all, and never generates one outside development and tests.
+        # at all, and never generates one outside development and tests. The device-cookie
+        # secret is checked here when set (no example value); the app refuses to start in
+        # production without one (services/device_cookies.py).
+        if self.login_device_cookie_secret is not None:
+            return {"login_device_cookie_secret": self.login_device_cookie_secret}
         return {}

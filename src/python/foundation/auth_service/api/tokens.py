@@ -11,12 +11,13 @@ to the FastAPI routes below, which answer it as before and document both in the 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from foundation.auth_service.api.deps import Client, DbSession, Sessions, client_from_scope
@@ -33,21 +34,67 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FAST_BODY_LIMIT = 16 * 1024
 
 
-def _token_response(pair: TokenPair) -> Response:
+# The device cookie (services/device_cookies.py): sent on every successful sign-in, sent back
+# by browsers on their own and by mobile apps as a ``Cookie`` header, to ``/auth`` only.
+DEVICE_COOKIE = "auth_device"
+
+
+def _token_response(pair: TokenPair, headers: dict[str, str] = NO_STORE) -> Response:
     # Serialised here, once: FastAPI would validate and encode the model again
     # (``response_model`` still documents it in the OpenAPI schema).
     body = TokenResponse(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
-    return Response(body.model_dump_json(), media_type="application/json", headers=NO_STORE)
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+
+
+def _device_cookie(scope: Scope) -> str | None:
+    """The device cookie the client sent back, if any."""
+    for name, value in scope["headers"]:
+        if name == b"cookie" and DEVICE_COOKIE.encode() in value:
+            found = cookie_parser(value.decode("latin-1")).get(DEVICE_COOKIE)
+            if found:
+                return found
+    return None
+
+
+def _over_https(scope: Scope) -> bool:
+    """Whether the client used HTTPS: this connection, or the trusted proxy in front says so."""
+    if scope.get("scheme") == "https":
+        return True
+    peer = scope.get("client")
+    networks = scope["app"].state.trusted_proxies
+    try:
+        trusted = peer is not None and any(ipaddress.ip_address(peer[0]) in n for n in networks)
+    except ValueError:
+        return False
+    if trusted:
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                return bool(value.strip().lower() == b"https")
+    return False
+
+
+async def _sign_in(service: SessionService, body: LoginRequest, client: ClientInfo, scope: Scope) -> Response:
+    """Both paths' sign-in: the device cookie read, the token response with a new one."""
+    pair = await service.login(body.email, body.password, client, _device_cookie(scope))
+    devices = service.throttle.devices
+    cookie = (
+        f"{DEVICE_COOKIE}={devices.issue(body.email)}; Max-Age={devices.max_age}; Path=/auth; "
+        "HttpOnly; SameSite=Strict"
+    )
+    if scope["app"].state.settings.is_production or _over_https(scope):
+        cookie += "; Secure"
+    return _token_response(pair, {**NO_STORE, "Set-Cookie": cookie})
 
 
 @router.post("/login", response_model=TokenResponse)
-async def login(body: LoginRequest, sessions: Sessions, client: Client) -> Response:
+async def login(body: LoginRequest, sessions: Sessions, client: Client, request: Request) -> Response:
     """Sign in. 401 `invalid_credentials` for an unknown email or a wrong password alike;
-    429 `too_many_attempts` with `Retry-After` after repeated failures."""
-    pair = await sessions.login(body.email, body.password, client)
-    return _token_response(pair)
+    429 `too_many_attempts` with `Retry-After` after repeated failures. A success sets the
+    `auth_device` cookie (HttpOnly, Path=/auth); sent back with later sign-ins (a mobile app
+    sends it as a `Cookie` header), it spares this device lockouts caused by other clients."""
+    return await _sign_in(sessions, body, client, request.scope)
 
 
 @router.post("/refresh", response_model=TokenResponse)
@@ -67,19 +114,17 @@ async def logout(body: RefreshRequest, db: DbSession, sessions: Sessions) -> Res
 
 # -- the fast path -------------------------------------------------------------------------
 
-Handler = Callable[[SessionService, Any, ClientInfo], Awaitable[TokenPair]]
+Handler = Callable[[SessionService, Any, ClientInfo, Scope], Awaitable[Response]]
 
 
-async def _login(service: SessionService, body: LoginRequest, client: ClientInfo) -> TokenPair:
-    return await service.login(body.email, body.password, client)
-
-
-async def _refresh(service: SessionService, body: RefreshRequest, client: ClientInfo) -> TokenPair:
-    return await service.refresh(body.refresh_token, client)
+async def _refresh(
+    service: SessionService, body: RefreshRequest, client: ClientInfo, scope: Scope
+) -> Response:
+    return _token_response(await service.refresh(body.refresh_token, client))
 
 
 FAST_ROUTES: dict[str, tuple[type[BaseModel], Handler]] = {
-    "/auth/login": (LoginRequest, _login),
+    "/auth/login": (LoginRequest, _sign_in),
     "/auth/refresh": (RefreshRequest, _refresh),
 }
 
@@ -157,7 +202,7 @@ class TokenEndpoints:
         state = scope["app"].state
         client = client_from_scope(scope, state.trusted_proxies)
         try:
-            pair = await handler(state.session_service, body, client)
+            response = await handler(state.session_service, body, client, scope)
         except Exception as exc:
             # The app's own handlers answer, as they would behind FastAPI's router (AppError
             # as problem+json, the database or Redis away as 503); anything else is re-raised
@@ -167,4 +212,4 @@ class TokenEndpoints:
                 raise
             await (await answer(Request(scope, receive), exc))(scope, receive, send)
             return
-        await _token_response(pair)(scope, receive, send)
+        await response(scope, receive, send)

@@ -99,30 +99,40 @@ class SessionService:
 
     # -- sign-in ---------------------------------------------------------------------------
 
-    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
-        earlier_failures = await self.throttle.check(email, client.ip)
-        user = await users.credentials(self.direct, email)
-        # Always one argon2 verification (a dummy hash for unknown emails): same time either way.
-        valid = await self.hasher.verify_async(user.password_hash if user else None, password)
-        if user is None or not valid or not user.is_active:
-            await events.add(
-                self.direct,
-                schema.USER_LOGIN_FAILED,
-                user.id if user else None,
-                {"reason": "invalid_credentials", "ip": client.ip},
-                self.clock(),
-            )
-            await self.throttle.record_failure(email, client.ip)
-            raise _refused("The email or password is not correct.", "invalid_credentials")
-        assert user.password_hash is not None
-        if self.hasher.needs_rehash(user.password_hash):
-            upgraded = await self.hasher.hash_async(password)
-            async with self.sessions() as db:
-                await users.set_password_hash(db, user.id, upgraded)
-                await db.commit()
-        pair = await self.start_session(user.id, user.roles or [], client, method="password")
-        if earlier_failures:
-            await self.throttle.clear_account(email)
+    async def login(
+        self, email: str, password: str, client: ClientInfo, device_cookie: str | None = None
+    ) -> TokenPair:
+        """Sign in with a password. ``device_cookie``: the one an earlier sign-in gave this
+        client (``throttle.devices.issue``); valid for this account, the attempt counts
+        against that device alone (services/login_throttle.py)."""
+        # Counted before the password is checked, so concurrent guesses cannot overtake the limit.
+        attempt = await self.throttle.reserve(email, client.ip, device_cookie)
+        try:
+            user = await users.credentials(self.direct, email)
+            # Always one argon2 verification (a dummy hash for unknown emails): same time either way.
+            valid = await self.hasher.verify_async(user.password_hash if user else None, password)
+            if user is None or not valid or not user.is_active:
+                await events.add(
+                    self.direct,
+                    schema.USER_LOGIN_FAILED,
+                    user.id if user else None,
+                    {"reason": "invalid_credentials", "ip": client.ip},
+                    self.clock(),
+                )
+                raise _refused("The email or password is not correct.", "invalid_credentials")
+            assert user.password_hash is not None
+            if self.hasher.needs_rehash(user.password_hash):
+                upgraded = await self.hasher.hash_async(password)
+                async with self.sessions() as db:
+                    await users.set_password_hash(db, user.id, upgraded)
+                    await db.commit()
+            pair = await self.start_session(user.id, user.roles or [], client, method="password")
+        except Unauthorized:
+            raise  # a failed attempt keeps its count
+        except Exception:
+            await self.throttle.undecided(attempt)  # the database away, ...: nothing was learnt
+            raise
+        await self.throttle.succeeded(attempt)
         return pair
 
     async def start_session(
