@@ -20,6 +20,9 @@ stopped answering one request has stopped answering all, and late answers can ne
 
 Errors are redis-py's, so callers handle them as any other Redis failure: ``ConnectionError``
 (nothing listening, connection lost), ``TimeoutError`` (also the builtin one), ``ResponseError``.
+Error replies get the classes redis-py gives them: above all ``-LOADING``, which a restarted Redis
+answers until it has read its data back, is ``BusyLoadingError`` (a ``ConnectionError``: retry
+shortly), not a ``ResponseError`` (a bad command), so services answer 503 for it, not 500.
 """
 
 from __future__ import annotations
@@ -33,9 +36,34 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.exceptions import (
+    BusyLoadingError,
+    MasterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Error replies by their first word, as redis-py's parser classifies them (the message is kept
+# whole, so ``str(exc)`` still starts with the code). All but LOADING are ResponseErrors there
+# too; a refused AUTH stays a plain ResponseError here (redis-py: AuthenticationError).
+_ERROR_REPLIES: dict[str, type[Exception]] = {
+    "LOADING": BusyLoadingError,
+    "NOSCRIPT": NoScriptError,
+    "READONLY": ReadOnlyError,
+    "MASTERDOWN": MasterDownError,
+    "OOM": OutOfMemoryError,
+    "NOPERM": NoPermissionError,
+}
+
+
+def reply_error(message: str) -> Exception:
+    """The redis-py exception for an error reply."""
+    return _ERROR_REPLIES.get(message.split(" ", 1)[0], ResponseError)(message)
 
 
 class PipeTimeout(RedisTimeoutError, TimeoutError):
@@ -71,7 +99,7 @@ class _Protocol(asyncio.Protocol):
                 if waiter.done():  # its caller gave up (the connection is closing anyway)
                     continue
                 if isinstance(reply, hiredis.ReplyError):
-                    waiter.set_exception(ResponseError(str(reply)))
+                    waiter.set_exception(reply_error(str(reply)))
                 else:
                     waiter.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as exc:  # not RESP, or an answer nobody asked for
