@@ -15,6 +15,12 @@ Failure handling:
   ``Keys(prefix)(DEAD_LETTER_STREAM)`` with the reason, and is acknowledged.
 - An entry that cannot be parsed as an ``Event`` goes to the dead-letter stream at once.
 - Redis down: the loop retries with backoff; the group is created again if it vanished.
+- The database or Redis failing under a batch (``is_infrastructure_error``) says nothing about
+  the events: the batch stays pending, and once the loop's next pass gets through, this
+  consumer reads its own pending entries again (``XREADGROUP ... 0``) before anything new, so
+  they arrive at once and in order instead of after ``claim_idle``. Such failures are counted
+  per entry and do not count towards ``max_deliveries``: an outage of any length dead-letters
+  nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +70,22 @@ class ConsumerLag:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# A failure record (the value kept per entry in the errors hash) starts with the number of the
+# entry's failures that were the infrastructure's, when there were any: "infra=3;<last error>".
+_INFRA_FAILURES = re.compile(r"^infra=(\d+);")
+
+
+def _failure_record(record: Any) -> tuple[int, str]:
+    """(infrastructure failures, last error) of a failure record (None: no record)."""
+    if record is None:
+        return 0, ""
+    text = _text(record)
+    counted = _INFRA_FAILURES.match(text)
+    if counted is None:
+        return 0, text
+    return int(counted.group(1)), text[counted.end() :]
 
 
 class StreamConsumer:
@@ -112,6 +135,7 @@ class StreamConsumer:
         self.dead_lettered = 0
         self.last_lag: ConsumerLag | None = None
         self._claim_cursor = "0-0"
+        self._retry_own = False  # a pass failed on the infrastructure: re-read our pending entries
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._waiting = False
@@ -178,15 +202,19 @@ class StreamConsumer:
         if not entries:
             return 0
         deliveries = await self._delivery_counts(entries)
+        over = [entry_id for entry_id, _ in entries if deliveries.get(entry_id, 0) > self.max_deliveries]
+        records = dict(zip(over, await self.redis.hmget(self.errors_key, over), strict=True)) if over else {}
         retry: list[Entry] = []
         for entry in entries:
-            if deliveries.get(entry[0], 0) > self.max_deliveries:
-                reason = await self.redis.hget(self.errors_key, entry[0])
+            entry_id = entry[0]
+            # This delivery is not tried yet, and the infrastructure's failures were not the event's.
+            infrastructure, reason = _failure_record(records.get(entry_id))
+            failed = deliveries.get(entry_id, 0) - 1 - infrastructure
+            if entry_id in records and failed >= self.max_deliveries:
                 await self._dead_letter(
                     entry,
-                    f"failed {deliveries[entry[0]] - 1} deliveries; last error: "
-                    f"{_text(reason) if reason else 'unknown (consumer died)'}",
-                    deliveries[entry[0]] - 1,
+                    f"failed {failed} deliveries; last error: {reason or 'unknown (consumer died)'}",
+                    failed,
                 )
             else:
                 retry.append(entry)
@@ -234,14 +262,15 @@ class StreamConsumer:
 
     async def _handle_one_by_one(self, events: Sequence[tuple[bytes, Event]]) -> list[bytes]:
         done: list[bytes] = []
-        for entry_id, event in events:
+        for index, (entry_id, event) in enumerate(events):
             try:
                 await self.handler([event])
             except Exception as exc:
                 if is_infrastructure_error(exc):
                     if done:
                         await self._ack(done)
-                    await self._remember_failure([entry_id], exc)
+                    # This one and those behind it were delivered and not handled: none was at fault.
+                    await self._remember_failure([later for later, _ in events[index:]], exc)
                     raise
                 # Stays pending: retried after ``claim_idle``, dead-lettered after N tries.
                 self._log_failure(event, exc)
@@ -260,9 +289,17 @@ class StreamConsumer:
         )
 
     async def _remember_failure(self, entry_ids: Sequence[bytes], exc: BaseException) -> None:
+        """Keep the entries' last error, and count the failures that were the database's or
+        Redis's: those do not count towards ``max_deliveries`` (failure path only: two calls)."""
         reason = f"{type(exc).__name__}: {exc}"[:500]
+        infrastructure = is_infrastructure_error(exc)
         with contextlib.suppress(RedisError):
-            await self.redis.hset(self.errors_key, mapping={entry_id: reason for entry_id in entry_ids})
+            earlier = await self.redis.hmget(self.errors_key, list(entry_ids))
+            records: dict[Any, str] = {}
+            for entry_id, record in zip(entry_ids, earlier, strict=True):
+                count = _failure_record(record)[0] + infrastructure
+                records[entry_id] = f"infra={count};{reason}" if count else reason
+            await self.redis.hset(self.errors_key, mapping=records)
 
     async def _ack(self, entry_ids: Sequence[bytes]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -293,6 +330,31 @@ class StreamConsumer:
             pipe.hdel(self.errors_key, entry_id)
             await pipe.execute()
         self.dead_lettered += 1
+
+    async def retry_own_pending(self) -> int:
+        """Handle again, oldest first, the entries this consumer read and has not acknowledged
+        (after the database or Redis failed under them); the number handled."""
+        handled, cursor = 0, "0"
+        while True:
+            try:
+                response: Any = await self.redis.xreadgroup(
+                    self.group, self.consumer, {self.stream: cursor}, count=self.batch_size
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_group()  # the stream is gone, and with it what was pending
+                return handled
+            entries: list[Entry] = response[0][1] if response else []
+            if not entries:
+                return handled
+            cursor = _text(entries[-1][0])
+            trimmed = [entry_id for entry_id, fields in entries if not fields]
+            if trimmed:  # deleted from the stream while pending: nothing left to handle
+                await self._ack(trimmed)
+            live = [(entry_id, fields) for entry_id, fields in entries if fields]
+            if live:
+                handled += await self._handle(live)
 
     # Metrics -------------------------------------------------------------------------------
 
@@ -348,6 +410,9 @@ class StreamConsumer:
                     await self.ensure_group()
                     group_ready = True
                 handled = 0
+                if self._retry_own:
+                    handled += await self.retry_own_pending()
+                    self._retry_own = False
                 if loop.time() - last_claim >= self.claim_idle_ms / 2000:
                     last_claim = loop.time()
                     handled += await self.claim_stale()
@@ -362,6 +427,7 @@ class StreamConsumer:
                     log.info("stream consumer recovered", group=self.group, after_failures=failures)
                 failures = 0
             except (RedisError, SQLAlchemyError, OSError) as exc:
+                self._retry_own = True
                 delay = self.backoff.delay(failures)
                 failures += 1
                 log.warning(
