@@ -99,7 +99,8 @@ class Traffic:
 
     async def stop(self) -> None:
         self._stopping.set()
-        await asyncio.gather(*self._tasks)
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*tasks)
 
     async def _post(self, op: str, path: str, body: dict[str, Any]) -> httpx.Response:
         started = time.monotonic()
@@ -184,6 +185,7 @@ async def test_redis_crash_under_sign_in_traffic_loses_no_event_and_needs_no_ser
     stack = await start_stack(exit_stack, databases, persistent_redis.url, keys_dir)
     traffic = Traffic(stack)
     traffic.start()
+    exit_stack.push_async_callback(traffic.stop)  # also when an assertion fails: before the apps stop
     await eventually(lambda: _now(len(traffic.tokens) >= 3), what="traffic before the crash")
 
     persistent_redis.kill()
