@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ import redis.asyncio as aioredis
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, gateway_settings, serve_asgi
+from foundation.gateway.testing import FakeService, gateway_settings, read_http_answer, serve_asgi
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER, TestSigner, bearer
 
 
@@ -48,7 +50,7 @@ async def stack(redis_url: str, redis_prefix: str, request: pytest.FixtureReques
 
 async def get(
     stack: Stack, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], dict]:
+) -> tuple[int, dict[str, str], dict[str, object]]:
     async with stack.client.get(stack.url + path, headers=headers or {}) as response:
         return response.status, dict(response.headers), await response.json(content_type=None)
 
@@ -169,3 +171,29 @@ async def test_other_auth_routes_need_a_token(stack: Stack, method: str, path: s
     async with stack.client.request(method, stack.url + path) as response:
         assert response.status == 401
         assert (await response.json(content_type=None))["code"] == "missing_token"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "TRACK", "PROPFIND", "FOO"])
+async def test_unsupported_methods_are_a_405_problem_before_authentication(stack: Stack, method: str) -> None:
+    for path in ("/history", "/auth/login", "/auth/.well-known/jwks.json"):
+        async with stack.client.request(method, stack.url + path) as response:
+            assert response.status == 405, path
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["Allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            assert "WWW-Authenticate" not in response.headers
+            assert (await response.json())["code"] == "method_not_allowed"
+    assert not stack.auth.requests + stack.history.requests
+
+
+async def test_connect_is_a_405_problem_not_a_tunnel(stack: Stack) -> None:
+    host, port = stack.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"CONNECT /history HTTP/1.1\r\nhost: gateway\r\ncontent-length: 0\r\n\r\n")
+        status, headers, body = await asyncio.wait_for(read_http_answer(reader), 5)
+    finally:
+        writer.close()
+    assert status == 405
+    assert headers[b"allow"] == b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    assert json.loads(body)["code"] == "method_not_allowed"
+    assert not stack.history.requests

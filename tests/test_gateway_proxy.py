@@ -165,7 +165,7 @@ async def test_chunked_response_streams_through(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("stack", [{"max_body_bytes": 32 * 1024 * 1024}], indirect=True)
-async def test_large_request_body_streams_to_the_service(stack: Stack) -> None:
+async def test_large_request_body_reaches_the_service_intact(stack: Stack) -> None:
     payload = hashlib.sha256(b"seed").digest() * (16 * 1024 * 1024 // 32)
 
     async def chunks() -> AsyncIterator[bytes]:

@@ -308,6 +308,29 @@ async def test_rate_limits_can_be_switched_off(
         assert statuses == [200, 200, 200]
 
 
+async def test_a_429_carries_one_retry_after_and_one_set_of_ratelimit_fields(
+    redis_url: str, redis_prefix: str, service: FakeService
+) -> None:
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:6]}:"
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as client:
+        [url] = await start_gateways(stack, redis_url, prefix, service, rate_limit_user="1/60")
+        # The service refuses (its own limit): its answer's fields reach the client, once each.
+        async with client.get(url + "/history/limited?retry=17", headers=bearer(SIGNER.issue())) as response:
+            assert response.status == 429
+            assert response.headers.getall("Retry-After") == ["17"]
+            assert response.headers.getall("RateLimit") == ['"login-account";r=0;t=17']
+            assert response.headers.getall("RateLimit-Policy") == ['"login-account";q=3;w=60']
+        # The edge refuses (the user's limit): one of each too.
+        user = bearer(SIGNER.issue(user_id=uuid.uuid4()))
+        await (await client.get(url + "/history", headers=user)).read()
+        async with client.get(url + "/history", headers=user) as response:
+            assert response.status == 429
+            assert len(response.headers.getall("Retry-After")) == 1
+            assert len(response.headers.getall("RateLimit")) == 1
+            assert len(response.headers.getall("RateLimit-Policy")) == 1
+            assert ratelimit(response.headers)["t"] == int(response.headers["Retry-After"])
+
+
 async def test_every_forwarded_for_line_counts_and_the_client_cannot_pick_its_bucket(
     redis_url: str, redis_prefix: str, service: FakeService
 ) -> None:

@@ -41,8 +41,9 @@ EXPOSED_HEADERS = ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After
 
 def build_edge(runtime: GatewayRuntime, policy: RateLimitPolicy, tracer: Any) -> ASGIApp:
     """identify -> rate limit -> require authentication -> proxy."""
-    edge: ASGIApp = RequireAuthentication(Proxy(runtime.upstreams, runtime.pool, tracer=tracer))
     settings = runtime.settings
+    proxy = Proxy(runtime.upstreams, runtime.pool, body_timeout=settings.request_body_timeout, tracer=tracer)
+    edge: ASGIApp = RequireAuthentication(proxy)
     rate_limiter: RateLimitMiddleware | None = None
     if settings.rate_limit_enabled:
         rate_limiter = RateLimitMiddleware(

@@ -2,8 +2,9 @@
 
 ``EdgeRouter`` sends those paths through the edge pipeline (identify, rate limit, require
 authentication, proxy) and everything else (``/health``, ``/docs``, ...) to the FastAPI
-routes. It is also the one place where errors raised by the pipeline become problem+json,
-and where an unexpected exception becomes a 500 without internals (logged with the request id).
+routes. A method no service route takes is 405 here, before authentication. It is also the
+one place where errors raised by the pipeline become problem+json, and where an unexpected
+exception becomes a 500 without internals (logged with the request id).
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ log = get_logger(__name__)
 
 class InternalError(AppError):
     pass
+
+
+class MethodNotAllowed(AppError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+# What a service route may be asked; anything else (TRACE, CONNECT, made-up methods) is
+# answered here, before authentication, and never reaches a service.
+ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_ALLOWED = frozenset(ALLOWED_METHODS)
+_ALLOW = {"Allow": ", ".join(ALLOWED_METHODS)}
 
 
 class EdgeRouter:
@@ -46,6 +58,8 @@ class EdgeRouter:
             if route is None:
                 await self.app(scope, receive, tracking_send)
                 return
+            if scope["method"] not in _ALLOWED:
+                raise MethodNotAllowed(f"{scope['method']} is not supported here.", headers=_ALLOW)
             if not is_safe_path(scope["path"]):
                 raise BadRequest("The path contains dot segments or empty segments.", code="invalid_path")
             state = scope.setdefault("state", {})

@@ -4,6 +4,12 @@ Hop-by-hop fields (``Connection``, the fields it names, ``Keep-Alive``, ``TE``, 
 ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) belong to one connection and are dropped in
 both directions. Identity headers a client sends are dropped too: only the gateway may say
 who the caller is, after it has verified the token.
+
+Framing is the gateway's alone: a request's ``Content-Length`` and ``Transfer-Encoding`` are
+never forwarded as the client sent them (the upstream client writes the length of the bytes
+actually read), and ``Connection`` can never name a framing, routing, identity or forwarding
+field (``Connection: content-length`` once made the body of one request the head of the next
+on a pooled connection).
 """
 
 from __future__ import annotations
@@ -44,16 +50,39 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 
+# Written by the gateway for the hop: the client's values are never forwarded. ``Expect``
+# goes too: the whole body is read before the service is contacted.
+FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+# Names ``Connection`` may never drop: framing, routing, and what the gateway vouches for.
+PROTECTED_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"authorization",  # services verify the token again
+        b"via",
+        *IDENTITY_HEADERS,
+        *FORWARDING_HEADERS,
+    }
+)
+
 VIA = b"1.1 foundation-gateway"
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Field names listed in ``Connection`` (hop-by-hop by declaration)."""
+    """Field names listed in ``Connection`` (hop-by-hop by declaration), except protected ones."""
     tokens: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             tokens.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    return frozenset(tokens)
+    if not tokens:
+        return frozenset()
+    return frozenset(
+        token
+        for token in tokens
+        if token not in PROTECTED_HEADERS and not token.startswith(IDENTITY_PREFIXES)
+    )
 
 
 def is_identity_header(name: bytes) -> bool:
@@ -63,15 +92,15 @@ def is_identity_header(name: bytes) -> bool:
 def request_headers_for_upstream(
     headers: RawHeaders, extra: Iterable[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop, identity and forwarding ones, plus ``extra``.
-
-    ASGI servers give lower-case names, which this relies on.
+    """The client's headers minus hop-by-hop, framing, identity and forwarding ones, plus
+    ``extra``. ASGI servers give lower-case names, which this relies on.
     """
     listed = connection_tokens(headers)
     kept = [
         (name, value)
         for name, value in headers
         if name not in HOP_BY_HOP
+        and name not in FRAMING_HEADERS
         and name not in FORWARDING_HEADERS
         and name not in listed
         and not is_identity_header(name)

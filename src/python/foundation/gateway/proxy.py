@@ -1,15 +1,19 @@
 """Forward a request to its service and stream the answer back (pure ASGI).
 
-The request body streams to the service when its length is declared; a chunked body (no
-length) is read first, up to the size limit, so an oversized one is refused before a service
-sees any of it. The answer streams back as it arrives. A service that cannot be reached gives
-502, one that stays silent past the read timeout 504, both as problem+json. The hop itself is
-``upstream_http.UpstreamPool`` (why not aiohttp: see that module).
+The request body is read whole first, under ``REQUEST_BODY_TIMEOUT`` and the size limit
+(``BodyLimitMiddleware``), before one of the upstream pool's slots is taken: a client that
+trickles its body holds only its own request, and the service gets the body in one piece with
+a ``Content-Length`` the gateway writes from the bytes it read (the client's own framing is
+never forwarded; HTTP/2 bodies without a length arrive too). The answer streams back as it
+arrives. No free slot within ``UPSTREAM_QUEUE_TIMEOUT`` gives 503, a service that cannot be
+reached 502, one that stays silent past the read timeout 504, all as problem+json. The hop
+itself is ``upstream_http.UpstreamPool`` (why not aiohttp: see that module).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -17,6 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from foundation.gateway.headers import VIA, request_headers_for_upstream, response_headers_for_client
 from foundation.gateway.upstream_http import (
     Base,
+    UpstreamBusy,
     UpstreamDisconnected,
     UpstreamError,
     UpstreamPool,
@@ -24,7 +29,13 @@ from foundation.gateway.upstream_http import (
     UpstreamUnreachable,
 )
 from foundation.gateway.upstreams import Upstream
-from foundation.shared.errors import AppError, BadGateway, BadRequest, GatewayTimeout
+from foundation.shared.errors import (
+    AppError,
+    BadGateway,
+    BadRequest,
+    GatewayTimeout,
+    ServiceUnavailable,
+)
 from foundation.shared.logging import bind_request_context, get_logger
 
 log = get_logger(__name__)
@@ -32,34 +43,38 @@ log = get_logger(__name__)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SMALL_BODY = 64 * 1024  # answers up to this size are sent in one piece
 STATE_KEY = "upstream_service"
+HTTP1 = frozenset({"1.0", "1.1"})  # no length and not chunked: no body (RFC 9112 section 6.3)
+
+
+class RequestTimeout(AppError):
+    status, code, title = 408, "request_timeout", "Request timeout"
 
 
 class ClientDisconnected(Exception):
     pass
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _streamed(receive: Receive) -> AsyncIterator[bytes]:
+async def _read_body(receive: Receive) -> bytes:
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        raise ClientDisconnected
+    if not first.get("more_body", False):
+        return bytes(first.get("body", b""))
+    parts = [first.get("body", b"")]
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
+        parts.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return
+            return b"".join(parts)
 
 
-async def _buffered(receive: Receive) -> bytes:
-    parts = [chunk async for chunk in _streamed(receive)]
-    return b"".join(parts)
+def _length(declared: bytes) -> int:
+    try:
+        return int(declared)
+    except ValueError:
+        return -1
 
 
 class Proxy:
@@ -70,11 +85,14 @@ class Proxy:
         upstreams: dict[str, Upstream],
         pool: Callable[[], UpstreamPool],
         *,
+        body_timeout: float = 15.0,
         tracer: Any = None,
     ) -> None:
         self.upstreams = upstreams
         self.pool = pool
+        self.body_timeout = body_timeout
         self.tracer = tracer  # an OpenTelemetry tracer when tracing is on, else None
+        self._busy_logged = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["state"]
@@ -88,14 +106,22 @@ class Proxy:
         if query:
             target = target + b"?" + query
         method = scope["method"]
-        extra = self._extra_headers(scope, state)
-        body: Any = None
-        if _header(scope, b"content-length") not in (None, b"0"):
-            body = _streamed(receive)
-        elif _header(scope, b"transfer-encoding") is not None:
-            body = await _buffered(receive)  # BodyLimitMiddleware stops it at the limit
-            extra.append((b"content-length", str(len(body)).encode()))
-        headers = request_headers_for_upstream(scope["headers"], extra)
+        declared: bytes | None = None
+        chunked = False
+        host: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"host":
+                host = value
+        body: bytes | None = None
+        if declared is not None or chunked or scope.get("http_version") not in HTTP1:
+            body = await self._body(receive, declared)
+            if not body and declared is None and not chunked:
+                body = None  # HTTP/2 without a body: none to announce either
+        headers = request_headers_for_upstream(scope["headers"], self._extra_headers(scope, state, host))
         if self.tracer is None:
             await self._forward(scope, send, upstream, base, method, target, headers, body)
             return
@@ -119,7 +145,39 @@ class Proxy:
             status = await self._forward(scope, send, upstream, base, method, target, headers, body)
             span.set_attribute("http.response.status_code", status)
 
-    def _extra_headers(self, scope: Scope, state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    async def _body(self, receive: Receive, declared: bytes | None) -> bytes:
+        """The whole request body, within ``body_timeout``; the size limit is enforced by
+        ``BodyLimitMiddleware``'s ``receive``. No upstream slot is held meanwhile."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await _read_body(receive)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {self.body_timeout:g} s.",
+                headers={"Connection": "close"},
+            ) from None
+        except ClientDisconnected:
+            raise BadRequest(
+                "The client went away while sending the body.", code="client_disconnected"
+            ) from None
+        if declared is not None and _length(declared) != len(body):
+            raise BadRequest(
+                "The body is not as long as its Content-Length says.",
+                code="content_length_mismatch",
+                headers={"Connection": "close"},
+            )
+        return body
+
+    def _log_busy(self, upstream: Upstream) -> None:
+        # At most once a second: when the pool is saturated, every request would log.
+        now = asyncio.get_running_loop().time()
+        if now - self._busy_logged >= 1.0:
+            self._busy_logged = now
+            log.warning("upstream pool busy", upstream=upstream.name, limit=self.pool().limit)
+
+    def _extra_headers(
+        self, scope: Scope, state: dict[str, Any], host: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
         extra = [
             (b"x-forwarded-for", state.get("forwarded_for", "unknown").encode("latin-1")),
             (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
@@ -128,7 +186,6 @@ class Proxy:
         request_id = state.get("request_id")
         if request_id:
             extra.append((b"x-request-id", request_id.encode()))
-        host = _header(scope, b"host")
         if host:
             extra.append((b"x-forwarded-host", host))
         principal = state.get("principal")
@@ -147,19 +204,21 @@ class Proxy:
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: Any,
+        body: bytes | None,
     ) -> int:
-        retryable = method in IDEMPOTENT and not isinstance(body, AsyncIterator)
-        attempts = 2 if retryable else 1
+        attempts = 2 if method in IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
                 async with await self.pool().request(base, method, target, headers, body) as response:
                     return await self._relay(scope, send, response)
             except AppError:
                 raise
-            except ClientDisconnected:
-                raise BadRequest(
-                    "The client went away while sending the body.", code="client_disconnected"
+            except UpstreamBusy:
+                self._log_busy(upstream)
+                raise ServiceUnavailable(
+                    f"The {upstream.name} service is busy; try again shortly.",
+                    code="upstream_busy",
+                    headers={"Retry-After": "1"},
                 ) from None
             except TimeoutError:
                 log.warning("upstream timed out", upstream=upstream.name)

@@ -24,6 +24,9 @@ from foundation.shared.client_address import client_ip
 from foundation.shared.errors import AppError, ServiceUnavailable, TooManyRequests
 from foundation.shared.redis import Keys
 
+# Lower-case, as the proxy passes an answer's header names on.
+SERVICE_LIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
+
 
 class RateLimitPolicy:
     """Which quota and key a request counts against, and what to do without Redis."""
@@ -122,20 +125,26 @@ class RateLimitMiddleware:
             return
         extra = decision.headers()
         if not decision.admitted:
-            raise TooManyRequests(
+            raise TooManyRequests(  # sets Retry-After itself: one value, not two
                 f"Too many requests; try again in {decision.reset} s.",
                 retry_after=decision.reset,
-                headers={name.decode(): value.decode() for name, value in extra},
+                headers={name.decode(): value.decode() for name, value in extra if name != b"retry-after"},
             )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                headers = message.get("headers", [])
+                # A service that reports a limit of its own (auth-service's login throttle on
+                # its 429) is the one that decided this answer: its set alone reaches the client.
+                if not any(name in SERVICE_LIMIT_FIELDS for name, _ in headers):
+                    message = {**message, "headers": [*headers, *extra]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         except AppError as exc:  # answered further out (401, 502, ...): still with the headers
+            present = {name.lower() for name in exc.headers}
             for name, value in extra:
-                exc.headers.setdefault(name.decode(), value.decode())
+                if name.decode() not in present:
+                    exc.headers[name.decode()] = value.decode()
             raise

@@ -45,6 +45,7 @@ class GatewayRuntime:
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             keepalive_timeout=settings.upstream_keepalive_timeout,
+            queue_timeout=settings.upstream_queue_timeout,
         )
         # Short timeouts: a hung Redis must cost a request milliseconds, not seconds. The
         # edge's calls are bounded as a whole (the pipe's ``call_timeout``; ``asyncio.timeout``

@@ -31,6 +31,12 @@ class GatewaySettings(ServiceSettings):
         default=30.0, gt=0, description="Seconds of silence from a service before 504."
     )
     upstream_pool_size: int = Field(default=256, ge=1, description="Keep-alive connections per gateway.")
+    upstream_queue_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds a request waits for a free upstream slot before 503."
+    )
+    request_body_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds for a whole request body to arrive before 408."
+    )
     upstream_keepalive_timeout: float = Field(default=30.0, gt=0)
     redis_timeout: float = Field(default=0.5, gt=0, description="Seconds per Redis call at the edge.")
     jwks_refresh_interval: float = Field(

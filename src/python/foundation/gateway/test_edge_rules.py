@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from foundation.gateway.headers import request_headers_for_upstream, response_headers_for_client
+from foundation.gateway.headers import (
+    connection_tokens,
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
 from foundation.gateway.redis_status import RedisStatus
 from foundation.gateway.routes import classify, is_safe_path, service_for
 from foundation.gateway.settings import GatewaySettings, parse_rate
@@ -60,6 +64,22 @@ def test_request_headers_lose_hop_by_hop_identity_and_forwarding_fields() -> Non
     ]
     out = request_headers_for_upstream(headers, [(b"x-user-id", b"real")])
     assert out == [(b"accept", b"application/json"), (b"x-user-id", b"real")]
+
+
+def test_connection_cannot_drop_framing_routing_or_identity_fields() -> None:
+    headers = [
+        (b"connection", b"Content-Length, transfer-encoding, host, authorization, x-request-id"),
+        (b"connection", b"x-user-id, x-auth-level, x-forwarded-for, via, x-drop"),
+        (b"content-length", b"12"),
+        (b"expect", b"100-continue"),
+        (b"authorization", b"Bearer t"),
+        (b"x-drop", b"1"),
+    ]
+    assert connection_tokens(headers) == {b"x-drop"}
+    # The client's framing never goes through as it is; the upstream client writes its own.
+    assert request_headers_for_upstream(headers, []) == [(b"authorization", b"Bearer t")]
+    answer = response_headers_for_client([(b"Connection", b"content-length"), (b"Content-Length", b"2")])
+    assert (b"content-length", b"2") in answer
 
 
 def test_response_headers_lose_hop_by_hop_fields_and_gain_via() -> None:

@@ -5,6 +5,7 @@ connection closed at the wrong moment, bytes that are not HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import pytest
 from foundation.gateway.dev_cert import make_dev_cert
 from foundation.gateway.upstream_http import (
     Base,
+    UpstreamBusy,
     UpstreamDisconnected,
     UpstreamPool,
     UpstreamProtocolError,
@@ -78,8 +80,7 @@ def pool(read_timeout: float = 2.0, limit: int = 8) -> UpstreamPool:
 async def fetch(
     client: UpstreamPool, base: Base, method: str = "GET", body: bytes | None = None
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    headers = [(b"content-length", str(len(body)).encode())] if body is not None else []
-    async with await client.request(base, method, b"/x?y=1", headers, body) as answer:
+    async with await client.request(base, method, b"/x?y=1", [], body) as answer:
         return answer.status, dict(answer.headers), await answer.read()
 
 
@@ -190,32 +191,56 @@ async def test_bytes_that_are_not_http_are_a_protocol_error() -> None:
         await client.close()
 
 
-async def test_a_connection_whose_request_body_was_not_all_sent_is_not_reused() -> None:
+async def test_the_body_is_framed_by_its_own_length() -> None:
+    async with peer(lambda _: OK) as (server, base):
+        client = pool()
+        assert (await fetch(client, base, "POST", b""))[0] == 200
+        assert (await fetch(client, base, "GET"))[0] == 200
+        await client.close()
+    assert server.requests[0].endswith(b"content-length: 0\r\n\r\n")
+    assert b"content-length" not in server.requests[1]
+
+
+async def test_a_connection_that_answered_before_taking_the_whole_body_is_not_reused() -> None:
     connections = 0
 
     async def answer_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(OK)  # answers before the body, and keeps the connection
-            await writer.drain()
-
-    async def body_then_client_leaves() -> AsyncIterator[bytes]:
-        yield b"part of it"
-        await asyncio.sleep(0.05)  # the answer arrives meanwhile
-        raise ConnectionResetError("the client went away")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)  # answers before the body, keeps the connection, reads no more for now
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(1 << 20):
+                pass
+        writer.close()
 
     server = await asyncio.start_server(answer_at_once, "127.0.0.1", 0)
     base = Base.parse(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     client = pool()
     try:
-        with pytest.raises(ConnectionResetError):
-            await client.request(base, "POST", b"/", [(b"content-length", b"100")], body_then_client_leaves())
-        assert await fetch(client, base) == (200, {b"content-length": b"2"}, b"ok")
-        assert connections == 2  # the half-sent request's connection was closed
+        assert (await fetch(client, base, "POST", b"b" * (32 << 20)))[0] == 200
+        assert (await fetch(client, base))[0] == 200
+        assert connections == 2  # the first connection still had request bytes to send
     finally:
         await client.close()
         server.close()
+
+
+async def test_no_free_slot_within_the_queue_timeout_is_busy_and_sends_nothing() -> None:
+    async with peer(lambda _: OK) as (server, base):
+        client = UpstreamPool(
+            limit=1, connect_timeout=1, read_timeout=2, keepalive_timeout=30, queue_timeout=0.1
+        )
+        first = await client.request(base, "GET", b"/", [])
+        with pytest.raises(UpstreamBusy):
+            await fetch(client, base)
+        assert len(server.requests) == 1
+        assert await first.read() == b"ok"
+        first.release()
+        assert (await fetch(client, base))[0] == 200  # the slot is back
+        await client.close()
 
 
 async def test_silence_is_a_timeout_and_nothing_listening_is_unreachable() -> None:

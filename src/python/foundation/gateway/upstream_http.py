@@ -1,5 +1,6 @@
 """The gateway's HTTP/1.1 client for the hop to its services: pooled keep-alive connections,
-bodies streamed both ways, every wait bounded.
+request bodies sent whole with a length this client writes itself, answers streamed, every
+wait bounded (including the wait for a free slot when all ``limit`` are in use).
 
 Why not aiohttp's ``ClientSession`` here (it still serves ``/health`` and the OpenAPI merge):
 counted with callgrind on the gateway's request path, aiohttp's client was
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ import httptools
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes before the connection stops reading
 LOW_WATER = 64 * 1024
+ONE_WRITE = 64 * 1024  # a request body up to this size goes out in one write with its head
 
 
 class UpstreamError(Exception):
@@ -50,6 +51,10 @@ class UpstreamDisconnected(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     """The service's bytes were not a valid HTTP/1.1 answer."""
+
+
+class UpstreamBusy(UpstreamError):
+    """Every slot stayed in use for ``queue_timeout``: nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
-        self._drain: asyncio.Future[None] | None = None
 
     # -- transport events --------------------------------------------------------------------
 
@@ -101,16 +105,6 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.answer is not None:
             self.answer._lost()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(UpstreamDisconnected("the service closed the connection"))
-
-    def pause_writing(self) -> None:
-        self._drain = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-        self._drain = None
 
     def data_received(self, data: bytes) -> None:
         answer = self.answer
@@ -151,9 +145,9 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def drain(self) -> None:
-        if self._drain is not None:
-            await self._drain
+    def unsent(self) -> int:
+        """Request bytes written but not yet handed to the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -255,7 +249,13 @@ class UpstreamResponse:
         connection.answer = None
         if self._paused:
             connection.resume_reading()
-        reusable = self.complete and self._keep_alive and self.request_sent and not connection.closed
+        reusable = (
+            self.complete
+            and self._keep_alive
+            and self.request_sent
+            and not connection.closed
+            and not connection.unsent()  # it answered before taking all of the request: unsure
+        )
         self._pool._release(connection, reusable)
 
     # -- events from the connection ------------------------------------------------------------
@@ -337,11 +337,13 @@ class UpstreamPool:
         connect_timeout: float,
         read_timeout: float,
         keepalive_timeout: float,
+        queue_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.queue_timeout = queue_timeout
         self._limit = limit
         self._slots: asyncio.Semaphore | None = None
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -354,48 +356,56 @@ class UpstreamPool:
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: bytes | AsyncIterator[bytes] | None = None,
+        body: bytes | None = None,
     ) -> UpstreamResponse:
         """Send one request and wait for the head of the answer (status and headers).
 
         ``target`` is the path and query, already encoded; ``headers`` go as given, after a
-        ``Host`` for the service. A streamed ``body`` needs its ``content-length`` in
-        ``headers``. Raises ``UpstreamError`` subclasses, or ``TimeoutError`` when the service
-        takes longer than ``read_timeout`` to answer (``connect_timeout`` to accept).
+        ``Host`` for the service, and must not frame the message: a ``body`` (even empty) is
+        sent with a ``content-length`` written here from its size, so what the service reads
+        as this request is exactly these bytes. Raises ``UpstreamError`` subclasses
+        (``UpstreamBusy`` when no slot frees up within ``queue_timeout``), or ``TimeoutError``
+        when the service takes longer than ``read_timeout`` to answer (``connect_timeout`` to
+        accept).
         """
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._limit)
-        await self._slots.acquire()
+        slots = self._slots
+        if slots.locked():  # rare: only then is there a wait to bound
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise UpstreamBusy(f"no free connection slot in {self.queue_timeout} s") from None
+        else:
+            await slots.acquire()  # returns at once
         try:
             connection = await self._connection(base.origin)
         except BaseException:
-            self._slots.release()
+            slots.release()
             raise
         answer = UpstreamResponse(self, connection, head_only=method == "HEAD")
         connection.answer = answer
         try:
-            head = b"".join(
-                [
-                    method.encode("ascii"),
-                    b" ",
-                    target,
-                    b" HTTP/1.1\r\nhost: ",
-                    base.origin.host_header,
-                    b"\r\n",
-                    *[name + b": " + value + b"\r\n" for name, value in headers],
-                    b"\r\n",
-                ]
-            )
-            if body is None or isinstance(body, bytes):
-                connection.write(head + body if body else head)
+            parts = [
+                method.encode("ascii"),
+                b" ",
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                base.origin.host_header,
+                b"\r\n",
+                *[name + b": " + value + b"\r\n" for name, value in headers],
+            ]
+            if body is None:
+                parts.append(b"\r\n")
+                connection.write(b"".join(parts))
             else:
-                connection.write(head)
-                async for chunk in body:
-                    if connection.closed:
-                        break  # it answered early (or went away): the answer says which
-                    connection.write(chunk)
-                    async with asyncio.timeout(self.read_timeout):
-                        await connection.drain()
+                parts += [b"content-length: ", str(len(body)).encode(), b"\r\n\r\n"]
+                if len(body) <= ONE_WRITE:
+                    connection.write(b"".join([*parts, body]))
+                else:  # not copied into one buffer with the head
+                    connection.write(b"".join(parts))
+                    connection.write(body)
             answer.request_sent = not connection.closed
             await answer.head()
         except BaseException:
@@ -438,6 +448,10 @@ class UpstreamPool:
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
             connection.close()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
 
     async def close(self) -> None:
         self._closed = True
