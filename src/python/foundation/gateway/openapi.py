@@ -2,8 +2,11 @@
 
 Paths are the same at the gateway as at each service (forwarded unchanged), so paths merge
 as they are; a component name two services use for different schemas is renamed with the
-service's name (and its ``$ref``s rewritten). The result is cached for a short while; a
-service that cannot be reached is left out and named in ``x-unavailable-services``.
+service's name (and its ``$ref``s rewritten). Each proxied operation also gets the problems
+the gateway itself can answer it with (rate limit, body limit, path check, the service away),
+declared here the way the services declare theirs (``foundation.shared.openapi``). The result
+is cached for a short while; a service that cannot be reached is left out and named in
+``x-unavailable-services``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,31 @@ from typing import Any
 import aiohttp
 
 from foundation.gateway.runtime import GatewayRuntime
+from foundation.shared.errors import (
+    BadGateway,
+    BadRequest,
+    GatewayTimeout,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from foundation.shared.openapi import Raises, add_problem_responses, raises
 
 INTERNAL_PATHS = frozenset({"/health", "/ready"})
 COMPONENT_SECTIONS = ("schemas", "responses", "parameters", "requestBodies", "securitySchemes", "headers")
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+# What the gateway can answer any proxied operation with, before or instead of the service.
+UPSTREAM_PROBLEMS = (
+    raises(BadRequest, "content_length_mismatch", "client_disconnected"),
+    raises(BadGateway, "upstream_unreachable", "upstream_error"),
+    raises(ServiceUnavailable, "upstream_busy", "rate_limiter_unavailable"),
+    raises(GatewayTimeout, "upstream_timeout"),
+)
+RATE_LIMITED = raises(TooManyRequests)
+BODY_TOO_LARGE = raises(PayloadTooLarge)
+BODY_TOO_SLOW = Raises(408, ("request_timeout",))  # proxy.RequestTimeout
+DOT_SEGMENTS = raises(BadRequest, "invalid_path")  # a path parameter of `.` or `..`
 
 GATEWAY_PATHS: dict[str, Any] = {
     "/health": {
@@ -43,7 +68,20 @@ def _rename_refs(document: dict[str, Any], section: str, old: str, new: str) -> 
     return loaded
 
 
-def merge_documents(documents: dict[str, dict[str, Any]], *, title: str, version: str) -> dict[str, Any]:
+def gateway_problems(path: str, operation: dict[str, Any], *, rate_limited: bool) -> list[Raises]:
+    problems = list(UPSTREAM_PROBLEMS)
+    if rate_limited:
+        problems.append(RATE_LIMITED)
+    if "requestBody" in operation:
+        problems += [BODY_TOO_LARGE, BODY_TOO_SLOW]
+    if "{" in path:
+        problems.append(DOT_SEGMENTS)
+    return problems
+
+
+def merge_documents(
+    documents: dict[str, dict[str, Any]], *, title: str, version: str, rate_limited: bool = True
+) -> dict[str, Any]:
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -73,6 +111,11 @@ def merge_documents(documents: dict[str, dict[str, Any]], *, title: str, version
         for path, operations in document.get("paths", {}).items():
             if path in INTERNAL_PATHS:
                 continue
+            for method, operation in operations.items():
+                if method in HTTP_METHODS:
+                    add_problem_responses(
+                        operation, gateway_problems(path, operation, rate_limited=rate_limited)
+                    )
             merged["paths"].setdefault(path, {}).update(operations)
         for tag in document.get("tags", []):
             if tag.get("name") not in seen_tags:
@@ -111,7 +154,12 @@ class OpenApiAggregator:
             names = list(self.runtime.upstreams)
             fetched = await asyncio.gather(*(self._fetch(self.runtime.upstreams[n].urls[0]) for n in names))
             documents = {name: doc for name, doc in zip(names, fetched, strict=True) if doc is not None}
-            merged = merge_documents(documents, title=self.title, version=self.version)
+            merged = merge_documents(
+                documents,
+                title=self.title,
+                version=self.version,
+                rate_limited=self.runtime.settings.rate_limit_enabled,
+            )
             missing = [name for name in names if name not in documents]
             ttl = self.runtime.settings.openapi_cache_seconds
             if missing:

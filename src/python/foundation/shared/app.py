@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
+from starlette.routing import compile_path
 
-from foundation.shared.errors import install_error_handlers
+from foundation.shared.errors import install_error_handlers, problem, problem_response
 from foundation.shared.health import Check, health_router
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
+from foundation.shared.openapi import install_problem_docs
 from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
 
@@ -60,6 +65,32 @@ def _tuning(lifespan: Lifespan | None) -> Lifespan:
     return run
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` answers at ``path``."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.router.routes):
+        if route.path_format and route.methods and compile_path(route.path_format)[0].match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with an ``Allow`` header naming every method of the path (Starlette names only
+    those of the first route that matched it, e.g. GET but not DELETE for ``/auth/me``)."""
+    assert isinstance(exc, StarletteHTTPException)
+    allow = ", ".join(allowed_methods(request.app, request.scope["path"]))
+    body = problem(405, "method_not_allowed", None, f"Use one of: {allow}.", request.url.path)
+    return problem_response(body, {"Allow": allow})
+
+
+async def malformed_body(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 400 for a body it cannot decode at all (not UTF-8, a broken form), as the
+    `malformed_body` problem every operation with a body documents."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "The request body could not be read."
+    return problem_response(problem(400, "malformed_body", None, detail, request.url.path), exc.headers)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -89,6 +120,9 @@ def create_service_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_exception_handler(400, malformed_body)
+    app.add_exception_handler(405, method_not_allowed)
+    install_problem_docs(app)
     app.include_router(health_router(lambda: checks(app) if checks else {}))
     for router in routers:
         app.include_router(router)

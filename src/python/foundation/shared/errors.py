@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -124,6 +125,32 @@ _TITLES = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
+
+
+class FieldProblem(BaseModel):
+    """One field at fault in a 422 answer."""
+
+    field: str = Field(description="Dotted path of the field, e.g. `password` or `data.items.0`.")
+    location: str = Field(description="`body`, `query`, `path` or `header`.")
+    message: str
+    type: str = Field(description="What is wrong, e.g. `missing`, `string_too_short`, `weak_password`.")
+
+
+class Problem(BaseModel):
+    """The body of every error answer (RFC 9457 problem details, ``application/problem+json``):
+    the OpenAPI documents of every service describe their errors with this model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A URI naming the kind of problem: " + PROBLEM_BASE + "<code>.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, for a person to read.")
+    code: str = Field(description="A stable identifier for programs, e.g. `email_taken`.")
+    instance: str | None = Field(default=None, description="The path of the request.")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="Validation problems only: each field at fault."
+    )
 
 
 def problem(

@@ -35,7 +35,16 @@ def health_router(checks: Callable[[], Mapping[str, Check]], timeout: float = 2.
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", summary="Readiness: database and Redis reachable")
+    @router.get(
+        "/ready",
+        summary="Readiness: database and Redis reachable",
+        responses={
+            503: {
+                "description": 'Something is down: `{"status": "degraded", "checks": {...}}`',
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def ready() -> JSONResponse:
         results = await run_checks(checks(), timeout)
         ok = all(value == "ok" for value in results.values())

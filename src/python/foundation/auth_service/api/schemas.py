@@ -8,11 +8,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+# What any password policy accepts (PASSWORD_MIN_LENGTH >= 8, PASSWORD_MAX_LENGTH <= 1024):
+# documented as the schema's bounds, so that a password outside them is refused whatever the
+# deployment's policy. The policy itself answers (422 `weak_password`, saying what is wrong).
+PASSWORD_SCHEMA_MIN = 8
+PASSWORD_SCHEMA_MAX = 1024
+
 
 class RegisterRequest(BaseModel):
     email: EmailStr = Field(max_length=320)
-    # Length and strength are checked by the password policy (clear 422 weak_password).
-    password: str = Field(min_length=1, max_length=4096)
+    # Length and strength are checked by the password policy (clear 422 weak_password), so
+    # the model itself only caps what it reads.
+    password: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="8 to 128 characters by default (PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH; "
+        "counted after NFKC normalisation) and not easy to guess (zxcvbn score of at least "
+        "PASSWORD_MIN_SCORE, 2 by default): otherwise 422 `weak_password`, saying what is wrong.",
+        json_schema_extra={"minLength": PASSWORD_SCHEMA_MIN, "maxLength": PASSWORD_SCHEMA_MAX},
+    )
 
 
 class LoginRequest(BaseModel):

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Response, status
 from foundation.auth.dependencies import CurrentPrincipal
 from foundation.auth_service.api.deps import DbSession, Sessions
 from foundation.auth_service.api.schemas import SessionOut
-from foundation.shared.errors import BadRequest
+from foundation.shared.errors import BadRequest, NotFound
+from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 from foundation.shared.responses import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, page
 
 router = APIRouter(prefix="/auth", tags=["sessions"])
@@ -28,6 +29,7 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 
 
 @router.get("/sessions", response_model=Page[SessionOut])
+@documented(SIGNED_IN, raises(BadRequest, "invalid_cursor"), UNAVAILABLE)
 async def list_sessions(
     principal: CurrentPrincipal,
     db: DbSession,
@@ -53,6 +55,7 @@ async def list_sessions(
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@documented(SIGNED_IN, raises(NotFound, "session_not_found"), UNAVAILABLE)
 async def delete_session(
     session_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession, sessions: Sessions
 ) -> Response:
@@ -63,6 +66,7 @@ async def delete_session(
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+@documented(SIGNED_IN, UNAVAILABLE)
 async def logout_all(principal: CurrentPrincipal, db: DbSession, sessions: Sessions) -> Response:
     """End every session of the user, this one included."""
     await sessions.logout_all(db, principal.user_id)

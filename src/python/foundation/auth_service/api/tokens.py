@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from foundation.auth_service.api.deps import Client, DbSession, Sessions, client_from_scope
 from foundation.auth_service.api.schemas import LoginRequest, RefreshRequest, TokenResponse
 from foundation.auth_service.services.sessions import ClientInfo, SessionService, TokenPair
+from foundation.shared.errors import TooManyRequests, Unauthorized
+from foundation.shared.openapi import UNAVAILABLE, documented, raises
 
 router = APIRouter(prefix="/auth", tags=["tokens"])
 
@@ -89,6 +91,9 @@ async def _sign_in(service: SessionService, body: LoginRequest, client: ClientIn
 
 
 @router.post("/login", response_model=TokenResponse)
+@documented(
+    raises(Unauthorized, "invalid_credentials"), raises(TooManyRequests, "too_many_attempts"), UNAVAILABLE
+)
 async def login(body: LoginRequest, sessions: Sessions, client: Client, request: Request) -> Response:
     """Sign in. 401 `invalid_credentials` for an unknown email or a wrong password alike;
     429 `too_many_attempts` with `Retry-After` after repeated failures. A success sets the
@@ -98,6 +103,16 @@ async def login(body: LoginRequest, sessions: Sessions, client: Client, request:
 
 
 @router.post("/refresh", response_model=TokenResponse)
+@documented(
+    raises(
+        Unauthorized,
+        "invalid_refresh_token",
+        "refresh_token_revoked",
+        "refresh_token_expired",
+        "refresh_token_reused",
+    ),
+    UNAVAILABLE,
+)
 async def refresh(body: RefreshRequest, sessions: Sessions, client: Client) -> Response:
     """Rotate the refresh token. 401 when it is unknown, expired, revoked or reused (reuse
     outside the grace window signs the whole session out)."""
@@ -106,6 +121,7 @@ async def refresh(body: RefreshRequest, sessions: Sessions, client: Client) -> R
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@documented(UNAVAILABLE)
 async def logout(body: RefreshRequest, db: DbSession, sessions: Sessions) -> Response:
     """End the session of this refresh token (204 even if it had ended already)."""
     await sessions.logout(db, body.refresh_token)

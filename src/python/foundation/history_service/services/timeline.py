@@ -66,6 +66,22 @@ def _field_error(field: str, message: str, code: str) -> ValidationFailed:
     )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _unstorable() -> ValidationFailed:
+    return _field_error(
+        "data", "text must be valid Unicode without U+0000 (NUL) characters", "invalid_event_data"
+    )
+
+
 def _span(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
@@ -118,7 +134,13 @@ class Timeline:
             raise _field_error(
                 "type", "this namespace is reserved for the services' own events", "reserved_event_type"
             )
-        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:  # a lone surrogate (`"\ud800"`): not text PostgreSQL stores
+            raise _unstorable() from None
+        if "\\u0000" in text and _has_nul(data):  # jsonb cannot hold U+0000
+            raise _unstorable()
         if size > self.max_data_bytes:
             raise EventDataTooLarge(f"`data` is {size} bytes as JSON; the limit is {self.max_data_bytes}.")
         now = datetime.now(UTC)

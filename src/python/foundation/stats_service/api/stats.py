@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
+from foundation.shared.errors import Forbidden, ValidationFailed
+from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
+from foundation.shared.params import IsoDate
 from foundation.stats_service.schemas import (
     DayActivity,
     DaySummaryOut,
@@ -30,6 +32,7 @@ ReportsDep = Annotated[Reports, Depends(get_reports)]
 
 
 @router.get("/me", response_model=MyStats, summary="My own aggregates")
+@documented(SIGNED_IN, UNAVAILABLE)
 async def my_stats(principal: CurrentPrincipal, reports: ReportsDep) -> MyStats:
     report = await reports.for_user(principal.user_id)
     return MyStats(
@@ -46,13 +49,14 @@ async def my_stats(principal: CurrentPrincipal, reports: ReportsDep) -> MyStats:
 @router.get(
     "/summary", response_model=SummaryOut, summary="Sign-ups, logins and active users per day (admin)"
 )
+@documented(SIGNED_IN, raises(Forbidden), raises(ValidationFailed, "invalid_range"), UNAVAILABLE)
 async def summary(
     _: AdminPrincipal,
     reports: ReportsDep,
     since: Annotated[
-        date | None, Query(description="First day (UTC), inclusive; default 29 days before until.")
+        IsoDate | None, Query(description="First day (UTC), inclusive; default 29 days before until.")
     ] = None,
-    until: Annotated[date | None, Query(description="Last day (UTC), inclusive; default today.")] = None,
+    until: Annotated[IsoDate | None, Query(description="Last day (UTC), inclusive; default today.")] = None,
 ) -> SummaryOut:
     result = await reports.summary(since, until)
     return SummaryOut(
