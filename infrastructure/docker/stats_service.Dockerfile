@@ -15,7 +15,7 @@
 # container needs no writable PEX_ROOT. `pex-tools` works on any PEX (no --include-tools needed);
 # its version is the one Pants 2.17 builds with. Both stages use the same base image, so the
 # venv's interpreter symlink (/usr/local/bin/python3.11) resolves in the runtime stage too.
-FROM python:3.11.13-slim-bookworm AS build
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1 AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -25,7 +25,7 @@ RUN pex-tools /build/stats_service.pex venv --compile /opt/app \
     && /opt/app/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('foundation.stats_service') is None)"
 
 # ---- runtime --------------------------------------------------------------------------------
-FROM python:3.11.13-slim-bookworm
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 LABEL org.opencontainers.image.title="foundation-stats-service" \
       org.opencontainers.image.description="foundation stats_service" \
       org.opencontainers.image.source="infrastructure/docker/stats_service.Dockerfile"
