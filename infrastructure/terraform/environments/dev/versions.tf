@@ -1,6 +1,7 @@
 terraform {
-  # 1.10 brings the S3 backend's native state locking (use_lockfile).
-  required_version = ">= 1.10.0"
+  # 1.10 brings the S3 backend's native state locking (use_lockfile); 1.11 write-only arguments
+  # (database passwords never in the state: modules/service).
+  required_version = ">= 1.11.0"
 
   required_providers {
     aws = {

@@ -11,10 +11,11 @@ locals {
   # Kubernetes names. `database` names the service's own PostgreSQL database (null: none).
   services = {
     # `app_secrets`: Secrets Manager secrets for the service's own keys (values set by hand).
-    gateway           = { database = null, app_secrets = [] }
-    "auth-service"    = { database = "auth", app_secrets = ["settings", "jwt-keys"] }
-    "history-service" = { database = "history", app_secrets = [] }
-    "stats-service"   = { database = "stats", app_secrets = [] }
+    # `generated_settings`: keys of `settings` whose first value Terraform generates.
+    gateway           = { database = null, app_secrets = [], generated_settings = [] }
+    "auth-service"    = { database = "auth", app_secrets = ["settings", "jwt-keys"], generated_settings = ["LOGIN_DEVICE_COOKIE_SECRET"] }
+    "history-service" = { database = "history", app_secrets = [], generated_settings = [] }
+    "stats-service"   = { database = "stats", app_secrets = [], generated_settings = [] }
   }
 
   database_settings = {
@@ -52,7 +53,7 @@ module "cluster" {
 
   readable_secret_arns = concat(
     flatten([for service in module.service : service.secret_arns]),
-    [module.redis.auth_token_secret_arn],
+    [module.redis.auth_token_secret_arn, module.redis.endpoint_secret_arn],
   )
   readable_secret_kms_key_arns = concat(
     flatten([for service in module.service : service.kms_key_arns]),
@@ -67,6 +68,8 @@ module "service" {
   name        = each.key
   environment = local.environment
   app_secrets = each.value.app_secrets
+
+  generated_settings = each.value.generated_settings
 
   database                   = each.value.database == null ? null : merge(local.database_settings, { name = each.value.database })
   vpc_id                     = module.network.vpc_id

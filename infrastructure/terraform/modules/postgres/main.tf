@@ -1,7 +1,8 @@
 # One managed PostgreSQL (RDS) for one service: encrypted at rest with its own KMS key, TLS
 # required (rds.force_ssl), automated backups, enhanced monitoring, Performance Insights, logs in
-# CloudWatch. The master password is created and rotated by RDS in AWS Secrets Manager
-# (manage_master_user_password): it never appears in Terraform's configuration, plan or state.
+# CloudWatch. Three logins, each a Secrets Manager secret of this module (below): the master user
+# (db-bootstrap Job only), the migration role and the runtime role. Their passwords are generated
+# as ephemeral values and written write-only: never in Terraform's configuration, plan or state.
 
 locals {
   identifier = "${var.name}-${var.environment}"
@@ -144,10 +145,10 @@ resource "aws_db_instance" "this" {
 
   db_name  = var.database_name
   username = var.username
-  # RDS creates, stores (encrypted with this module's key) and rotates the password in Secrets
-  # Manager; output master_user_secret_arn points at it.
-  manage_master_user_password         = true
-  master_user_secret_kms_key_id       = aws_kms_key.this.key_id
+  # Write-only (never in the state), the same ephemeral value as the db-master secret's; a new
+  # master_password_version sets a new one in both (docs/deployment.md).
+  password_wo                         = ephemeral.aws_secretsmanager_random_password.db["db-master"].random_password
+  password_wo_version                 = var.master_password_version
   iam_database_authentication_enabled = true
 
   allocated_storage     = var.allocated_storage
@@ -184,6 +185,68 @@ resource "aws_db_instance" "this" {
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
 
   depends_on = [aws_cloudwatch_log_group.this, aws_iam_role_policy_attachment.monitoring]
+}
+
+# ---- logins ----------------------------------------------------------------------------------
+# Each secret holds {"engine", "host", "port", "dbname", "username", "password"} (the layout of
+# Secrets Manager's own database secrets):
+#
+#   db-master    the RDS master user: only the db-bootstrap Job connects as it, to create the
+#                roles below and set their passwords. The apps never see it.
+#   db-migrator  <db>_migrator: owns the schema; the migration Jobs connect as it (DDL).
+#   db-app-a,    <db>_app_a and <db>_app_b: the two runtime logins, DML only (members of the
+#   db-app-b     NOLOGIN role <db>_app, which holds the grants), each with its own password.
+#   db-app       the runtime login the pods use: a copy of db-app-a or db-app-b. A rotation gives
+#                the other one a new password, lets the db-bootstrap Job set it, and only then
+#                points db-app at it; the old login stays valid until the next rotation, so no
+#                connection ever fails (docs/deployment.md, "Database credentials").
+#
+# The roles are created in the database by the db-bootstrap Job (infrastructure/kubernetes/base/
+# db_bootstrap), run before the migrations: there is no PostgreSQL provider here and the
+# database is reachable from the cluster only. Terraform writes each secret once (version 1;
+# db-master again with each master_password_version) and leaves rotations to that procedure.
+
+locals {
+  logins = {
+    "db-master"   = var.username
+    "db-migrator" = "${var.database_name}_migrator"
+    "db-app-a"    = "${var.database_name}_app_a"
+    "db-app-b"    = "${var.database_name}_app_b"
+  }
+  # db-app starts as a copy of db-app-a.
+  secrets = merge({ for key, user in local.logins : key => key }, { "db-app" = "db-app-a" })
+}
+
+ephemeral "aws_secretsmanager_random_password" "db" {
+  for_each = local.logins
+
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret" "db" {
+  #checkov:skip=CKV2_AWS_57:Rotated by the documented procedures (docs/deployment.md, "Database credentials"): alternating runtime logins set by the db-bootstrap Job, the migration role likewise, the master through master_password_version; a rotation Lambda would need a route from Lambda into the database subnets.
+  for_each = local.secrets
+
+  name                    = "foundation/${var.environment}/${var.name}/${each.key}"
+  description             = "${local.identifier}: PostgreSQL login ${each.key == "db-app" ? "used by the running service (a copy of db-app-a or db-app-b)" : "${each.key} (${local.logins[each.key]})"}"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = 30
+}
+
+resource "aws_secretsmanager_secret_version" "db" {
+  for_each = local.secrets
+
+  secret_id = aws_secretsmanager_secret.db[each.key].id
+  secret_string_wo = jsonencode({
+    engine   = "postgres"
+    host     = aws_db_instance.this.address
+    port     = aws_db_instance.this.port
+    dbname   = var.database_name
+    username = local.logins[each.value]
+    password = ephemeral.aws_secretsmanager_random_password.db[each.value].random_password
+  })
+  secret_string_wo_version = each.key == "db-master" ? var.master_password_version : 1
 }
 
 data "aws_caller_identity" "current" {}

@@ -19,8 +19,18 @@ output "username" {
 }
 
 output "master_user_secret_arn" {
-  description = "Secrets Manager secret holding the master credentials (managed and rotated by RDS)."
-  value       = aws_db_instance.this.master_user_secret[0].secret_arn
+  description = "Secrets Manager secret holding the master credentials (db-master; the db-bootstrap Job's only)."
+  value       = aws_secretsmanager_secret.db["db-master"].arn
+}
+
+output "credential_secret_arns" {
+  description = "The logins' secrets by short name: db-master, db-migrator, db-app-a, db-app-b, db-app."
+  value       = { for key, secret in aws_secretsmanager_secret.db : key => secret.arn }
+}
+
+output "credential_secret_names" {
+  description = "The same secrets' names, foundation/<env>/<service>/<short name> (what the overlays' ExternalSecrets read)."
+  value       = { for key, secret in aws_secretsmanager_secret.db : key => secret.name }
 }
 
 output "kms_key_arn" {

@@ -90,3 +90,9 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "master_password_version" {
+  description = "Bump to give the master user a new password (written write-only to the instance and to its db-master secret)."
+  type        = number
+  default     = 1
+}

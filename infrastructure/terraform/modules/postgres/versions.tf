@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5.0"
+  # 1.11: write-only arguments (password_wo, secret_string_wo) and ephemeral resources.
+  required_version = ">= 1.11.0"
 
   required_providers {
     aws = {

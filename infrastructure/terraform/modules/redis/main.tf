@@ -97,6 +97,24 @@ resource "aws_secretsmanager_secret_version" "auth_token" {
   }
 }
 
+# Where clients connect, {"host", "port"}: no secret, but kept beside the token so that the
+# overlays' ExternalSecrets build REDIS_URL from fixed secret names alone.
+resource "aws_secretsmanager_secret" "endpoint" {
+  #checkov:skip=CKV2_AWS_57:An address, not a credential: nothing to rotate.
+  name                    = "foundation/${var.environment}/redis-endpoint"
+  description             = "${local.identifier}: Redis primary endpoint and TLS port (not secret)"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "endpoint" {
+  secret_id = aws_secretsmanager_secret.endpoint.id
+  secret_string = jsonencode({
+    host = aws_elasticache_replication_group.this.primary_endpoint_address
+    port = aws_elasticache_replication_group.this.port
+  })
+}
+
 resource "aws_cloudwatch_log_group" "slow_log" {
   name              = "/foundation/${local.identifier}/slow-log"
   retention_in_days = var.log_retention_days

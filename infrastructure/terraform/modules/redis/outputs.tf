@@ -22,3 +22,8 @@ output "security_group_id" {
   description = "Redis's security group."
   value       = aws_security_group.this.id
 }
+
+output "endpoint_secret_arn" {
+  description = "Secrets Manager secret holding {host, port} (read by External Secrets to build REDIS_URL)."
+  value       = aws_secretsmanager_secret.endpoint.arn
+}

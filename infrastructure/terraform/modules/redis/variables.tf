@@ -24,9 +24,9 @@ variable "allowed_security_group_ids" {
 }
 
 variable "engine_version" {
-  description = "Redis OSS version."
+  description = "Redis OSS version: the 7.0 line, as docker-compose.yml (redis:7.0.x) and the Nix dev shell run."
   type        = string
-  default     = "7.1"
+  default     = "7.0"
 }
 
 variable "parameter_group_name" {

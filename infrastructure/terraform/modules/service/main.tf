@@ -30,8 +30,9 @@ resource "aws_kms_alias" "this" {
 
 # ---- image repository ----------------------------------------------------------------------
 
+# foundation/<env>/<service>: dev and prod images never share a repository, even in one account.
 resource "aws_ecr_repository" "this" {
-  name                 = "foundation/${var.name}"
+  name                 = "foundation/${var.environment}/${var.name}"
   image_tag_mutability = "IMMUTABLE"
   force_delete         = false
 
@@ -88,6 +89,24 @@ resource "aws_secretsmanager_secret" "app" {
   recovery_window_in_days = 30
 }
 
+# Settings Terraform can generate itself (e.g. auth-service's LOGIN_DEVICE_COOKIE_SECRET, which
+# production requires) go into the `settings` secret's first version, write-only: never in the
+# plan or the state. People add the other keys (OAuth) to that JSON later (docs/deployment.md).
+ephemeral "aws_secretsmanager_random_password" "settings" {
+  for_each = toset(var.generated_settings)
+
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret_version" "settings" {
+  count = length(var.generated_settings) > 0 ? 1 : 0
+
+  secret_id                = aws_secretsmanager_secret.app["settings"].id
+  secret_string_wo         = jsonencode({ for key in var.generated_settings : key => ephemeral.aws_secretsmanager_random_password.settings[key].random_password })
+  secret_string_wo_version = 1
+}
+
 # ---- the service's own database ---------------------------------------------------------------
 
 module "postgres" {
@@ -109,6 +128,8 @@ module "postgres" {
   multi_az              = var.database.multi_az
   deletion_protection   = var.database.deletion_protection
   backup_retention_days = var.database.backup_retention_days
+
+  master_password_version = var.master_password_version
 }
 
 data "aws_caller_identity" "current" {}

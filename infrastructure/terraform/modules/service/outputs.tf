@@ -9,13 +9,16 @@ output "app_secret_arns" {
 }
 
 output "database" {
-  description = "The service's database: address, port, name, user and the Secrets Manager secret with its password; null without one."
+  description = "The service's database: address, port, name, the master user and its RDS-managed secret (used by the db-bootstrap Job only), and the names of the migration and runtime credentials' secrets; null without one."
   value = var.database == null ? null : {
     address                = module.postgres[0].address
     port                   = module.postgres[0].port
     name                   = module.postgres[0].database_name
     username               = module.postgres[0].username
     master_user_secret_arn = module.postgres[0].master_user_secret_arn
+    master_secret_name     = module.postgres[0].credential_secret_names["db-master"]
+    migrator_secret_name   = module.postgres[0].credential_secret_names["db-migrator"]
+    app_secret_name        = module.postgres[0].credential_secret_names["db-app"]
   }
 }
 
@@ -23,7 +26,7 @@ output "secret_arns" {
   description = "Every Secrets Manager secret the service's pods read (for the secret reader's IAM policy)."
   value = concat(
     [for secret in aws_secretsmanager_secret.app : secret.arn],
-    var.database == null ? [] : [module.postgres[0].master_user_secret_arn],
+    var.database == null ? [] : values(module.postgres[0].credential_secret_arns),
   )
 }
 

@@ -20,6 +20,17 @@ variable "app_secrets" {
   default     = []
 }
 
+variable "generated_settings" {
+  description = "Keys of the `settings` secret whose first values Terraform generates (48 random letters and digits each), e.g. LOGIN_DEVICE_COOKIE_SECRET."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.generated_settings) == 0 || contains(var.app_secrets, "settings")
+    error_message = "generated_settings needs a \"settings\" entry in app_secrets."
+  }
+}
+
 variable "database" {
   description = "The service's own PostgreSQL, or null for none."
   type = object({
@@ -51,4 +62,10 @@ variable "allowed_security_group_ids" {
   description = "Security groups that may reach the database (the cluster's)."
   type        = list(string)
   default     = []
+}
+
+variable "master_password_version" {
+  description = "Bump to give the database's master user a new password (modules/postgres)."
+  type        = number
+  default     = 1
 }
