@@ -1,4 +1,15 @@
-"""Queries over ``sessions``: one row per refresh-token generation, grouped by family."""
+"""Queries over ``sessions``: one row per refresh-token generation, grouped by family.
+
+Revocation and rotation are serialised on the family's *head*, its first row (``id =
+family_id``), which lives as long as the family does. A refresh takes the head ``FOR KEY
+SHARE`` inside its one statement, before it rotates; every revocation first locks the heads
+of the families it ends ``FOR UPDATE`` (``lock_families``), then revokes in a second
+statement. Under READ COMMITTED that second statement's snapshot is taken once the lock is
+granted, so a refresh that was in flight has committed and its successor is revoked with the
+rest; a refresh that comes later waits on the head, then re-reads its row, finds it revoked
+and rotates nothing. Refreshes of different families, and of one family, do not block each
+other (``FOR KEY SHARE`` is shared); the lock is one primary-key probe in the same round trip.
+"""
 
 from __future__ import annotations
 
@@ -96,17 +107,18 @@ async def add(
     return row
 
 
-async def lock_by_token(db: AsyncSession, token_hash: bytes) -> TokenRow | None:
+async def lock_by_token(db: AsyncSession, token_hash: bytes, *, lock: bool = True) -> TokenRow | None:
     """The row holding this token, locked until the transaction ends (``FOR UPDATE``).
 
     Concurrent refreshes with one token queue here, so exactly one of them rotates it.
+    ``lock=False``: just read it (sign-out locks the family's head instead).
     """
-    result = await db.execute(
+    query = (
         select(Session, User.roles, User.is_active)
         .join(User, User.id == Session.user_id)
         .where(Session.token == token_hash)
-        .with_for_update(of=Session)
     )
+    result = await db.execute(query.with_for_update(of=Session) if lock else query)
     found = result.one_or_none()
     if found is None:
         return None
@@ -122,6 +134,10 @@ async def lock_by_token(db: AsyncSession, token_hash: bytes) -> TokenRow | None:
 # they match) and filter every live row of every user by token, instead of the one lookup
 # in uq_sessions_token. Without statistics (a new database; autovacuum off) it did exactly
 # that: 1.2 ms of PostgreSQL CPU per refresh with 3,000 live sessions, 0.2 ms by token.
+#
+# The EXISTS takes the family's head FOR KEY SHARE before the row is rotated (see the module
+# docstring): a revocation holding it waits for this statement's transaction, or makes it
+# wait, re-check its row (revoked by then) and rotate nothing.
 _ROTATE_LIVE = """
     WITH old AS (
         UPDATE sessions AS s
@@ -129,6 +145,7 @@ _ROTATE_LIVE = """
         FROM users AS u
         WHERE s.token = %(token)s AND num_nulls(s.replaced_by_id, s.revoked_at) = 2
           AND s.expires_at > %(now)s AND u.id = s.user_id AND u.is_active
+          AND EXISTS (SELECT FROM sessions AS h WHERE h.id = s.family_id FOR KEY SHARE)
         RETURNING s.user_id, s.family_id, s.authenticated_at, u.roles
     ), successor AS (
         INSERT INTO sessions
@@ -142,7 +159,7 @@ _ROTATE_LIVE = """
                jsonb_build_object('session_id', family_id::text), 1
         FROM old
     )
-    SELECT user_id, family_id, roles FROM old
+    SELECT user_id, family_id, authenticated_at, roles FROM old
 """
 
 
@@ -151,6 +168,7 @@ class Rotated:
     user_id: uuid.UUID
     family_id: uuid.UUID
     roles: list[str]
+    authenticated_at: datetime
 
 
 async def rotate_live(
@@ -185,7 +203,7 @@ async def rotate_live(
     )
     if row is None:
         return None
-    return Rotated(row["user_id"], row["family_id"], list(row["roles"] or []))
+    return Rotated(row["user_id"], row["family_id"], list(row["roles"] or []), row["authenticated_at"])
 
 
 async def lock(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
@@ -193,7 +211,18 @@ async def lock(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
     return result.scalar_one_or_none()
 
 
+async def lock_families(db: AsyncSession, family_ids: list[uuid.UUID]) -> None:
+    """Lock the families' heads ``FOR UPDATE`` (in id order: no deadlock between two
+    revocations) until the transaction ends; revoke them in a later statement."""
+    if family_ids:
+        await db.execute(
+            select(Session.id).where(Session.id.in_(family_ids)).order_by(Session.id).with_for_update()
+        )
+
+
 async def revoke_family(db: AsyncSession, family_id: uuid.UUID, now: datetime) -> int:
+    """Revoke every row of the family; lock it first (``lock_families``), in a statement of its own."""
+    await lock_families(db, [family_id])
     result = await db.execute(
         update(Session)
         .where(Session.family_id == family_id, Session.revoked_at.is_(None))
@@ -224,7 +253,19 @@ def revoke_families_statement(
 async def revoke_user_families(
     db: AsyncSession, user_id: uuid.UUID, now: datetime, family_id: uuid.UUID | None = None
 ) -> list[uuid.UUID]:
-    """Revoke the user's live families (or just ``family_id``); returns the ones revoked."""
+    """Revoke the user's live families (or just ``family_id``); returns the ones revoked.
+
+    Two statements: their heads are locked first, then a fresh snapshot revokes every row,
+    successors committed by refreshes that held the head meanwhile included."""
+    current = select(Session.family_id).where(Session.user_id == user_id, *_current())
+    if family_id is not None:
+        current = current.where(Session.family_id == family_id)
+    await db.execute(
+        select(Session.id)
+        .where(Session.id.in_(current.scalar_subquery()))
+        .order_by(Session.id)
+        .with_for_update()
+    )
     result = await db.execute(revoke_families_statement(user_id, now, family_id))
     return sorted({family for family, expires_at in result.all() if expires_at > now})
 

@@ -73,7 +73,11 @@ def test_a_refresh_finds_its_row_by_token_among_many_live_sessions(database_url:
         }
         plan = _plan(conn, _ROTATE_LIVE, params)
         session_scans = [s for s in _scans(plan) if s[1] == "sessions" and s[0].endswith("Scan")]
-        assert session_scans == [("Index Scan", "sessions", "uq_sessions_token")], session_scans
+        # The row by token; the family's head (locked FOR KEY SHARE) by primary key.
+        assert session_scans == [
+            ("Index Scan", "sessions", "uq_sessions_token"),
+            ("Index Scan", "sessions", "pk_sessions"),
+        ], session_scans
         # EXPLAIN ANALYZE ran it: the token was rotated, its successor is the family's live row.
         live = conn.execute(
             "SELECT count(*) FROM sessions WHERE token = %(t)s AND replaced_by_id IS NOT NULL",

@@ -155,12 +155,18 @@ class SessionService:
             event_type=schema.USER_LOGGED_IN,
             event_data={"session_id": str(family_id), "method": method, "ip": client.ip},
         )
-        return self._pair(user_id, family_id, list(roles), token)
+        return self._pair(user_id, family_id, list(roles), token, now)
 
     def _pair(
-        self, user_id: uuid.UUID, family_id: uuid.UUID, roles: Iterable[str], refresh: str
+        self,
+        user_id: uuid.UUID,
+        family_id: uuid.UUID,
+        roles: Iterable[str],
+        refresh: str,
+        authenticated_at: datetime,
     ) -> TokenPair:
-        access = self.issuer.issue(user_id, family_id, roles)
+        # ``auth_time``: the sign-in that opened the session; a refresh is no new proof of identity.
+        access = self.issuer.issue(user_id, family_id, roles, auth_time=int(authenticated_at.timestamp()))
         return TokenPair(access.token, access.expires_in, refresh, family_id)
 
     # -- refresh ---------------------------------------------------------------------------
@@ -184,7 +190,9 @@ class SessionService:
             ip=client.ip,
         )
         if rotated is not None:
-            return self._pair(rotated.user_id, rotated.family_id, rotated.roles, successor_token)
+            return self._pair(
+                rotated.user_id, rotated.family_id, rotated.roles, successor_token, rotated.authenticated_at
+            )
         # Not a live token: find out why in a transaction, holding its row lock.
         async with self.sessions() as db:
             return await self._not_live(db, refresh_token, presented, now, invalid)
@@ -211,6 +219,8 @@ class SessionService:
     ) -> TokenPair:
         """A rotated token came back: the same successor within the grace window, else theft."""
         row = found.session
+        # The family's head before its successor: the lock order of a refresh (no deadlock).
+        await session_rows.lock_families(db, [row.family_id])
         in_grace = row.last_used_at is not None and now - row.last_used_at <= self.lifetimes.grace
         if in_grace and row.successor_sealed and row.replaced_by_id:
             successor = await session_rows.lock(db, row.replaced_by_id)
@@ -223,9 +233,9 @@ class SessionService:
                 and successor.expires_at > now
                 and found.user_active
             ):
-                user_id, family_id = row.user_id, row.family_id
+                user_id, family_id, authenticated_at = row.user_id, row.family_id, row.authenticated_at
                 await db.commit()
-                return self._pair(user_id, family_id, found.roles, successor_token)
+                return self._pair(user_id, family_id, found.roles, successor_token, authenticated_at)
         user_id, family_id = row.user_id, row.family_id
         reused = _refused(
             "This refresh token was already used; the session has been signed out.", "refresh_token_reused"
@@ -258,12 +268,16 @@ class SessionService:
         """End the session holding this token. Unknown or ended sessions: nothing to do (RFC 7009)."""
         if not looks_like_token(refresh_token):
             return
-        found = await session_rows.lock_by_token(db, token_hash(refresh_token))
+        # Not locked: the family's head is (revoke_family), before any of its rows, as a
+        # refresh does; locking this row first could deadlock with a refresh of it.
+        found = await session_rows.lock_by_token(db, token_hash(refresh_token), lock=False)
         if found is None or found.session.revoked_at is not None:
             await db.rollback()
             return
         user_id, family_id = found.session.user_id, found.session.family_id
-        await session_rows.revoke_family(db, family_id, self.clock())
+        if not await session_rows.revoke_family(db, family_id, self.clock()):
+            await db.rollback()  # signed out meanwhile
+            return
         record(db, OutboxEvent, schema.USER_LOGGED_OUT, user_id, {"session_id": str(family_id)})
         await db.commit()
         await self.deny([family_id])
