@@ -14,7 +14,7 @@ Prints, in one bounded run on this machine (loopback only):
 - the median time of a failed login for an unknown email and for a wrong password.
 
 Uses DATABASE_URL / REDIS_URL when set, otherwise embedded servers. Run with
-``./pants run bench:auth_bench`` or ``PYTHONPATH=src/python:. python bench/auth_bench.py``.
+``./pants run bench:auth`` or ``PYTHONPATH=src/python:. python bench/auth_bench.py``.
 """
 
 from __future__ import annotations

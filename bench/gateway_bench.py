@@ -215,9 +215,9 @@ async def fixed_rate(urls: list[str], token: str, rate: float, seconds: float) -
         await asyncio.gather(*(one(target, time.perf_counter()) for _ in range(32)))
         latencies[target].clear()
         errors[target] = 0
-    # No garbage collection while sending: a full collection here paused this process for
-    # 20-46 ms once or twice a run, and the requests that fell due meanwhile went out as
-    # one burst (no client population sends like that). Those bursts, not the servers,
+    # No garbage collection while sending: a full collection here pauses this process for
+    # 20-46 ms once or twice a run, and the requests that fall due meanwhile go out as one
+    # burst (no client population sends like that); those bursts, not the servers, would
     # set the p99. The few thousand short-lived objects of a run are freed by reference
     # counting, and finished tasks are not kept.
     gc.collect()

@@ -1,8 +1,9 @@
 """The benchmarks' HTTP/1.1 client: keep-alive connections on asyncio protocols, nothing more.
 
-The load generators share the machine's two cores with what they measure. aiohttp's client
-cost 300-500 us of CPU per request here, which showed up as latency and lost throughput of
-the apps under test; this costs a fraction of that. It speaks just enough HTTP/1.1 for our
+The load generators share the machine's two cores with what they measure, so every
+microsecond the client spends is taken from the apps under test (as latency and lost
+throughput). aiohttp's client costs 300-500 us of CPU per request here; this costs a fraction
+of that. It speaks just enough HTTP/1.1 for our
 own apps on loopback: one request at a time per connection, responses with Content-Length.
 """
 

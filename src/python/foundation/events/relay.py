@@ -118,8 +118,8 @@ class OutboxRelay:
         self.lock_key = advisory_lock_key(f"outbox-relay:{table.schema or 'public'}.{table.name}")
         name = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
         # Plain SQL on the driver's connection: a pass is two statements and a commit, and
-        # through the ORM session each statement cost several times its own work (profiled:
-        # 2.9 ms of CPU for a one-row pass, most of a sign-in's cost besides argon2).
+        # through the ORM session each statement costs several times its own work (a one-row
+        # pass took 2.9 ms of CPU that way, most of a sign-in's cost besides argon2).
         # The advisory lock is taken in the same statement that reads the batch: no rows
         # come back when another replica holds it. ``seq = ANY(array)``: one constant
         # statement, not an ``IN`` list as long as the batch.
@@ -210,7 +210,7 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         # One script call: atomic like MULTI/EXEC, but one command to encode and one reply to
-        # parse instead of two replies per XADD (profiled: most of the relay's CPU).
+        # parse instead of two replies per XADD (which were most of the relay's CPU).
         args: list[Any] = ["" if self.stream_maxlen is None else self.stream_maxlen, FIELDS_PER_EVENT]
         for _, event_id, type_, user_id, occurred_at, data, version in rows:
             for item in event_fields(event_id, type_, user_id, occurred_at, data, version).items():

@@ -1,12 +1,12 @@
 """One pipelined Redis connection for the calls every request makes: the gateway's rate-limit
 script and the services' session deny-list check.
 
-Why not redis-py for these (it serves every other Redis use): counted with callgrind, redis-py's
-``execute_command`` path was about 286,000 of the gateway's 800,000 instructions per proxied
-request (connection pool, retry wrapper, observability hooks, argument encoding) for a single
-``EVALSHA`` (docs/performance.md, "Fourth pass"); an ``EXISTS`` cost a service 100-150 us of
-CPU through redis-py and 12-50 us here ("Seventh pass"). Its pool also caps the calls in
-flight, where a pipe has no such limit. Here every caller shares one connection: commands are
+Why not redis-py for these (it serves every other Redis use): its ``execute_command`` path
+(connection pool, retry wrapper, observability hooks, argument encoding) is about 286,000
+instructions per ``EVALSHA`` (callgrind), a third of what the gateway spent per proxied
+request when it used it; an ``EXISTS`` costs a service 100-150 us of CPU through redis-py
+and 12-50 us here (docs/performance.md). Its pool also caps the calls in flight, where a
+pipe has no such limit. Here every caller shares one connection: commands are
 written as they come (pipelined), answers arrive in the same order and are parsed by hiredis,
 the reply parser redis-py itself uses. The URL is read by redis-py's own ``parse_url`` (user, password,
 database, ``rediss://`` for TLS).
