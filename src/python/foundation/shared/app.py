@@ -31,10 +31,10 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 # How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
 # Granian's I/O threads need the GIL to hand each request to the event loop and each answer
-# back, and behind a busy loop they wait up to the whole interval. With 0.5 ms the p99
-# through the gateway is lower (bench:gateway at 480 req/s, alternating runs: 16.9 against
-# 23.5, 20.5 against 42.5 and 71.7 against 109.5 ms with 5 ms), and 0.1 ms is worse again
-# (11.7 and 15.4 ms added against 8.7 and 9.7 at 1,000 req/s). See docs/performance.md.
+# back; behind a busy loop they waited up to the whole interval. Measured with
+# bench:gateway at 480 req/s in alternating runs, the p99 through the gateway was lower with
+# 0.5 ms in three pairs of four (16.9 vs 23.5, 20.5 vs 42.5, 71.7 vs 109.5 ms; the fourth
+# ran beside a stray process). See docs/performance.md.
 SWITCH_INTERVAL = 0.0005
 
 
