@@ -377,12 +377,19 @@ class AccessTokenIssuer:
         self.clock = clock
 
     def issue(
-        self, user_id: uuid.UUID, session_id: uuid.UUID, roles: Iterable[str] = ()
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        roles: Iterable[str] = (),
+        *,
+        auth_time: int | None = None,
     ) -> IssuedAccessToken:
+        """``auth_time`` (OpenID Connect's claim, epoch seconds): when the user last proved who
+        they are (password or OAuth sign-in); refreshes keep the session's original one."""
         key = self.keys.signing_key()
         now = int(self.clock())
         token_id = uuid.uuid4().hex
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(user_id),
@@ -392,6 +399,8 @@ class AccessTokenIssuer:
             "exp": now + self.lifetime,
             "jti": token_id,
         }
+        if auth_time is not None:
+            claims["auth_time"] = auth_time
         token = jwt.encode(
             claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE}
         )

@@ -36,6 +36,8 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
     # Rows of ended sessions are deleted this long after the session ended at the latest.
     session_retention: int = Field(default=86_400, ge=0, description="Seconds.")
     session_purge_interval: float = Field(default=3_600.0, ge=0, description="Seconds; 0 turns it off.")
+    # Sensitive actions (DELETE /auth/me) want an access token whose ``auth_time`` is this recent.
+    fresh_auth_max_age_seconds: int = Field(default=300, ge=0, description="Seconds.")
 
     # Passwords: argon2id, OWASP's minimum by default.
     argon2_memory_kib: int = Field(default=19_456, ge=19_456)

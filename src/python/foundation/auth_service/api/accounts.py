@@ -1,14 +1,24 @@
-"""``/auth/register`` and ``/auth/me``."""
+"""``/auth/register`` and ``/auth/me``.
+
+Deleting the account wants fresh authentication (RFC 9470): the access token's ``auth_time``
+(the password or OAuth sign-in that opened its session; refreshes keep it) no older than
+``FRESH_AUTH_MAX_AGE_SECONDS``. A stolen or long-lived session alone cannot delete the account.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+import time
+from typing import Annotated
 
-from foundation.auth.dependencies import CurrentPrincipal
+import jwt
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from foundation.auth.dependencies import CurrentPrincipal, bearer_token
+from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Accounts, DbSession
 from foundation.auth_service.api.oauth import OAuth
 from foundation.auth_service.api.schemas import CurrentUserOut, RegisterRequest, UserOut
-from foundation.shared.errors import Conflict, NotFound, ValidationFailed
+from foundation.shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 
 router = APIRouter(prefix="/auth", tags=["accounts"])
@@ -32,11 +42,43 @@ async def me(principal: CurrentPrincipal, db: DbSession, accounts: Accounts) -> 
     )
 
 
+async def freshly_authenticated(principal: CurrentPrincipal, request: Request) -> Principal:
+    """The principal, if its sign-in is at most ``fresh_auth_max_age_seconds`` old; else 401
+    ``fresh_authentication_required`` with RFC 9470's challenge (sign in again, then retry)."""
+    max_age: int = request.app.state.settings.fresh_auth_max_age_seconds
+    # The token was verified a moment ago (CurrentPrincipal): only its auth_time is read here.
+    claims = jwt.decode(bearer_token(request), options={"verify_signature": False})
+    auth_time = claims.get("auth_time")
+    fresh = (
+        isinstance(auth_time, int) and not isinstance(auth_time, bool) and time.time() - auth_time <= max_age
+    )
+    if not fresh:
+        raise Unauthorized(
+            f"Sign in again (within {max_age} seconds) to do this.",
+            code="fresh_authentication_required",
+            headers={
+                "WWW-Authenticate": f'Bearer error="insufficient_user_authentication", max_age={max_age}'
+            },
+        )
+    return principal
+
+
+FreshPrincipal = Annotated[Principal, Depends(freshly_authenticated)]
+
+
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
-@documented(SIGNED_IN, raises(NotFound, "user_not_found"), UNAVAILABLE)
-async def delete_me(principal: CurrentPrincipal, db: DbSession, accounts: Accounts, oauth: OAuth) -> Response:
+@documented(
+    SIGNED_IN,
+    raises(Unauthorized, "fresh_authentication_required"),
+    raises(NotFound, "user_not_found"),
+    UNAVAILABLE,
+)
+async def delete_me(principal: FreshPrincipal, db: DbSession, accounts: Accounts, oauth: OAuth) -> Response:
     """Delete the account: every session ends, and history and stats forget the user. Tokens
-    stored for Google and Apple are revoked at the provider first (Apple requires it)."""
+    stored for Google and Apple are revoked at the provider first (Apple requires it). Needs a
+    sign-in (password, Google or Apple) at most `FRESH_AUTH_MAX_AGE_SECONDS` (300) old: else
+    401 `fresh_authentication_required` with `WWW-Authenticate: Bearer
+    error="insufficient_user_authentication", max_age=300` (RFC 9470); sign in again and retry."""
     await oauth.revoke_provider_tokens(db, principal.user_id)
     await accounts.delete(db, principal.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -9,7 +11,7 @@ import pytest
 
 from foundation.events import schema
 from tests.helpers.auth import TestSigner, bearer
-from tests.helpers.users import STRONG_PASSWORD, login, register, signed_in_user, unique_email
+from tests.helpers.users import STRONG_PASSWORD, login, refresh, register, signed_in_user, unique_email
 
 
 async def test_register_creates_the_user_and_records_the_event(
@@ -211,3 +213,60 @@ async def test_commits_wake_the_relay_without_waiting_for_its_poll(
         assert seen == wanted
     finally:
         await reader.aclose()
+
+
+async def test_access_tokens_carry_the_sign_in_time_and_refresh_keeps_it(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    user = await register(client)
+    service = app.state.session_service
+    real_clock = service.clock
+    signed_in_at = real_clock() - timedelta(seconds=1_000)
+    service.clock = lambda: signed_in_at
+    tokens = await login(client, user)
+    service.clock = real_clock
+    assert tokens.claims["auth_time"] == int(signed_in_at.timestamp())
+    assert (await refresh(client, tokens)).claims["auth_time"] == int(signed_in_at.timestamp())
+
+
+async def test_delete_me_with_a_fresh_sign_in_is_allowed(client: httpx.AsyncClient) -> None:
+    _, tokens = await signed_in_user(client)
+    assert abs(tokens.claims["auth_time"] - time.time()) < 5
+    assert (await client.delete("/auth/me", headers=tokens.headers)).status_code == 204
+
+
+async def test_delete_me_with_a_stale_sign_in_is_401_fresh_authentication_required(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    user = await register(client)
+    service = app.state.session_service
+    real_clock = service.clock
+    old = real_clock() - timedelta(seconds=301)
+    service.clock = lambda: old
+    stale = await login(client, user)
+    service.clock = real_clock
+    # Refreshing keeps the old sign-in time: a refresh token is no proof of who is there.
+    refreshed = await refresh(client, stale)
+
+    for tokens in (stale, refreshed):
+        response = await client.delete("/auth/me", headers=tokens.headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "fresh_authentication_required"
+        assert response.headers["www-authenticate"] == (
+            'Bearer error="insufficient_user_authentication", max_age=300'
+        )
+    assert (await client.get("/auth/me", headers=refreshed.headers)).status_code == 200  # still there
+
+    fresh = await login(client, user)
+    assert (await client.delete("/auth/me", headers=fresh.headers)).status_code == 204
+
+
+async def test_delete_me_with_a_token_without_auth_time_is_refused(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    user, tokens = await signed_in_user(client)
+    issuer = app.state.session_service.issuer
+    bare = issuer.issue(user.id, uuid.UUID(tokens.claims["sid"]))  # as tokens were before auth_time
+    response = await client.delete("/auth/me", headers=bearer(bare.token))
+    assert (response.status_code, response.json()["code"]) == (401, "fresh_authentication_required")

@@ -63,7 +63,7 @@ async def test_login_answers_an_rfc6749_token_response_with_contract_claims(
     assert header["alg"] == "EdDSA"
     assert header["kid"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert set(claims) == {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "jti"}
+    assert set(claims) == {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "jti", "auth_time"}
     assert claims["iss"] == TEST_ISSUER
     assert claims["aud"] == TEST_AUDIENCE
     assert claims["sub"] == str(user.id)
