@@ -60,7 +60,8 @@ async def delete_session(
     session_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession, sessions: Sessions
 ) -> Response:
     """End one of your sessions (its access tokens stop working at once). 404 if it is not
-    one of your live sessions."""
+    one of your live sessions. 503 `redis_unavailable` if its access tokens cannot be put on
+    the deny-list: the session has ended all the same; a retry (404) denies them."""
     await sessions.revoke(db, principal.user_id, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -68,6 +69,7 @@ async def delete_session(
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 @documented(SIGNED_IN, UNAVAILABLE)
 async def logout_all(principal: CurrentPrincipal, db: DbSession, sessions: Sessions) -> Response:
-    """End every session of the user, this one included."""
+    """End every session of the user, this one included. 503 `redis_unavailable` if their
+    access tokens cannot be put on the deny-list: the sessions have ended all the same."""
     await sessions.logout_all(db, principal.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

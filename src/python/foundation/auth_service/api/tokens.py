@@ -123,7 +123,9 @@ async def refresh(body: RefreshRequest, sessions: Sessions, client: Client) -> R
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 @documented(UNAVAILABLE)
 async def logout(body: RefreshRequest, db: DbSession, sessions: Sessions) -> Response:
-    """End the session of this refresh token (204 even if it had ended already)."""
+    """End the session of this refresh token (204 even if it had ended already). 503
+    `redis_unavailable` if its access tokens cannot be put on the deny-list: the refresh token
+    is revoked all the same; retry, and the retry denies them."""
     await sessions.logout(db, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -306,6 +306,13 @@ async def family_is_live_for_user(
     return bool(count)
 
 
+async def family_revoked_at(db: AsyncSession, family_id: uuid.UUID, user_id: uuid.UUID) -> datetime | None:
+    """When the user's family was revoked (its latest revocation), or None."""
+    return await db.scalar(
+        select(func.max(Session.revoked_at)).where(Session.family_id == family_id, Session.user_id == user_id)
+    )
+
+
 # Oldest rows first, a batch at a time; concurrent purges (every replica runs one) skip each
 # other's rows instead of waiting on them.
 _PURGE = """

@@ -2,7 +2,13 @@
 
 A session is a refresh-token family (``family_id`` is the ``sid`` in access tokens). Every
 state change is written to the outbox in the same transaction; revoked families are also
-put on the Redis deny-list (after the commit) so their access tokens stop working at once.
+put on the Redis deny-list so their access tokens stop working at once.
+
+Sign-out (logout, logout-all, ``DELETE /auth/sessions/{id}``) fails safe: the revocation
+commits first (the refresh tokens are dead whatever Redis does), then the deny-list is
+written; if Redis refuses, the answer is 503 ``redis_unavailable`` and the client retries.
+A retried logout, or ``DELETE`` of a session revoked within the access-token lifetime, writes
+the deny-list entry again. Reuse detection and account deletion only log a failed write.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from foundation.auth_service.services.refresh_tokens import (
 )
 from foundation.events import schema
 from foundation.events.outbox import record
-from foundation.shared.errors import NotFound, Unauthorized
+from foundation.shared.errors import NotFound, ServiceUnavailable, Unauthorized
 from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -271,16 +277,21 @@ class SessionService:
         # Not locked: the family's head is (revoke_family), before any of its rows, as a
         # refresh does; locking this row first could deadlock with a refresh of it.
         found = await session_rows.lock_by_token(db, token_hash(refresh_token), lock=False)
-        if found is None or found.session.revoked_at is not None:
+        if found is None:
             await db.rollback()
             return
-        user_id, family_id = found.session.user_id, found.session.family_id
-        if not await session_rows.revoke_family(db, family_id, self.clock()):
+        now, row = self.clock(), found.session
+        user_id, family_id, revoked_at = row.user_id, row.family_id, row.revoked_at
+        if revoked_at is not None:
+            await db.rollback()
+            await self._deny_again(family_id, revoked_at, now)  # a retry after a 503
+            return
+        if not await session_rows.revoke_family(db, family_id, now):
             await db.rollback()  # signed out meanwhile
             return
         record(db, OutboxEvent, schema.USER_LOGGED_OUT, user_id, {"session_id": str(family_id)})
         await db.commit()
-        await self.deny([family_id])
+        await self.deny([family_id], fail_closed=True)
 
     async def logout_all(self, db: AsyncSession, user_id: uuid.UUID) -> int:
         families = await session_rows.revoke_user_families(db, user_id, self.clock())
@@ -296,21 +307,24 @@ class SessionService:
             db, OutboxEvent, schema.USER_LOGGED_OUT, user_id, {"all_sessions": True, "count": len(families)}
         )
         await db.commit()
-        await self.deny(families)
+        await self.deny(families, fail_closed=True)
         return len(families)
 
     async def revoke(self, db: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
         """End one of the user's own live sessions; 404 for anyone else's (no probing)."""
         now = self.clock()
         if not await session_rows.family_is_live_for_user(db, family_id, user_id, now):
+            revoked_at = await session_rows.family_revoked_at(db, family_id, user_id)
             await db.rollback()
+            if revoked_at is not None:  # perhaps a retry after a 503: deny its tokens again
+                await self._deny_again(family_id, revoked_at, now)
             raise NotFound("No such session.", code="session_not_found")
         await session_rows.revoke_user_families(db, user_id, now, family_id)
         record(
             db, OutboxEvent, schema.SESSION_REVOKED, user_id, {"session_id": str(family_id), "reason": "user"}
         )
         await db.commit()
-        await self.deny([family_id])
+        await self.deny([family_id], fail_closed=True)
 
     async def live_sessions(
         self, db: AsyncSession, user_id: uuid.UUID, *, limit: int, after: tuple[datetime, uuid.UUID] | None
@@ -324,14 +338,27 @@ class SessionService:
             self.direct, absolute=self.lifetimes.absolute, retention=retention, now=self.clock()
         )
 
-    async def deny(self, families: Iterable[uuid.UUID]) -> None:
-        """Refuse the families' access tokens everywhere until the last one has expired."""
+    async def _deny_again(self, family_id: uuid.UUID, revoked_at: datetime, now: datetime) -> None:
+        """Deny a revoked family's access tokens again if some may still be unexpired."""
+        if now - revoked_at < timedelta(seconds=self.issuer.lifetime):
+            await self.deny([family_id], fail_closed=True)
+
+    async def deny(self, families: Iterable[uuid.UUID], *, fail_closed: bool = False) -> None:
+        """Refuse the families' access tokens everywhere until the last one has expired.
+
+        Redis refusing: ``fail_closed`` raises 503 ``redis_unavailable`` (sign-out: the
+        client retries); otherwise logged (the refresh tokens are revoked already)."""
         for family_id in families:
             try:
                 await self.denylist.deny(family_id, self.issuer.lifetime)
             except RedisError as exc:
-                # The refresh tokens are revoked already; only the access tokens live on.
                 log.error("session deny-list unavailable", session_id=str(family_id), error=str(exc))
+                if fail_closed:
+                    raise ServiceUnavailable(
+                        "A backing store is unavailable; try again shortly.",
+                        code="redis_unavailable",
+                        headers={"Retry-After": "1"},
+                    ) from exc
 
 
 async def purge_ended_sessions(
