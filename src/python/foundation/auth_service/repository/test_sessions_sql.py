@@ -91,7 +91,8 @@ def test_signing_out_everywhere_reads_the_users_sessions_through_indexes(databas
         _many_live_sessions(conn)
         user_id = conn.execute("SELECT user_id FROM sessions LIMIT 1").fetchone()[0]  # type: ignore[index]
         statement = revoke_families_statement(user_id, datetime.now(UTC))
-        sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         plan = _plan(conn, sql)
         scans = [s for s in _scans(plan) if s[1] == "sessions" and s[0].endswith("Scan")]
         assert scans and all(kind != "Seq Scan" for kind, _, _ in scans), scans
