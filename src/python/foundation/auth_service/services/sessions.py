@@ -9,6 +9,9 @@ commits first (the refresh tokens are dead whatever Redis does), then the deny-l
 written; if Redis refuses, the answer is 503 ``redis_unavailable`` and the client retries.
 A retried logout, or ``DELETE`` of a session revoked within the access-token lifetime, writes
 the deny-list entry again. Reuse detection and account deletion only log a failed write.
+
+A refresh racing a revocation never leaves a live successor: both lock the family's head
+row (repository/sessions.py's docstring); every revocation path locks head before row.
 """
 
 from __future__ import annotations
