@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, gateway_settings, read_http_answer, serve_asgi
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER, TestSigner, bearer
+from tests.helpers.gateway_stack import FakeService, gateway_settings, read_http_answer, serve_asgi
 
 
 @dataclass

@@ -19,8 +19,8 @@ from foundation.gateway.app import create_app
 from foundation.gateway.dev_cert import make_dev_cert
 from foundation.gateway.https_redirect import redirect_app
 from foundation.gateway.main import cli
-from foundation.gateway.testing import FakeService, closed_url, gateway_settings, serve_asgi
 from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import FakeService, closed_url, gateway_settings, serve_asgi
 
 SIGNER = TestSigner()
 SPAN_SINK = io.StringIO()

@@ -16,15 +16,15 @@ from foundation.devstack.embedded import free_port
 from foundation.devstack.paths import package_source_dir
 from foundation.devstack.plan import child_pythonpath
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, gateway_settings, serve_asgi
 from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import FakeService, gateway_settings, serve_asgi
 
 SIGNER = TestSigner()
 TOKEN = bearer(SIGNER.issue(ttl=3600))
 
 
 class ServiceProcess:
-    """``foundation.gateway.testing``'s FakeService in a child process, killed with SIGKILL."""
+    """``tests.helpers.gateway_stack``'s FakeService in a child process, killed with SIGKILL."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -36,7 +36,7 @@ class ServiceProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "foundation.gateway.testing",
+            "tests.helpers.gateway_stack",
             str(self.port),
             stdout=asyncio.subprocess.PIPE,
             env=env,

@@ -13,14 +13,14 @@ import aiohttp
 import pytest
 
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import (
+from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import (
     FakeService,
     gateway_settings,
     h2c_request,
     read_http_answer,
     serve_asgi,
 )
-from tests.helpers.auth import TestSigner, bearer, test_verifier
 
 SIGNER = TestSigner()
 

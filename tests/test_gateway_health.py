@@ -7,9 +7,9 @@ import time
 import aiohttp
 
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, closed_url, gateway_settings, serve_asgi
 from tests.helpers.apps import closed_port_redis_url
 from tests.helpers.auth import TestSigner, test_verifier
+from tests.helpers.gateway_stack import FakeService, closed_url, gateway_settings, serve_asgi
 
 
 async def get_health(settings: object) -> tuple[int, dict[str, object]]:

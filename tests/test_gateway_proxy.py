@@ -12,8 +12,8 @@ import pytest
 from yarl import URL
 
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, closed_url, gateway_settings, serve_asgi
 from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import FakeService, closed_url, gateway_settings, serve_asgi
 
 
 @dataclass

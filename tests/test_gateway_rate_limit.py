@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, gateway_settings, serve_asgi
 from tests.helpers.apps import closed_port_redis_url, silent_redis_url
 from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import FakeService, gateway_settings, serve_asgi
 
 SIGNER = TestSigner()
 

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from foundation.gateway.app import create_app
-from foundation.gateway.testing import FakeService, gateway_settings, read_http_answer, serve_asgi
 from tests.helpers.auth import TestSigner, bearer, test_verifier
+from tests.helpers.gateway_stack import FakeService, gateway_settings, read_http_answer, serve_asgi
 
 SIGNER = TestSigner()
 TOKEN = bearer(SIGNER.issue(ttl=3600))

@@ -31,8 +31,8 @@ from pathlib import Path
 import aiohttp
 
 from foundation.devstack.embedded import EmbeddedRedis, free_port
-from foundation.gateway.testing import FakeService, wait_for_port
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER, TestSigner, bearer
+from tests.helpers.gateway_stack import FakeService, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from foundation.events.schema import Event
-
 OUTBOX_TABLE = "outbox"
 
 
@@ -36,16 +34,6 @@ class OutboxRow:
     version: Mapped[int] = mapped_column(Integer, default=1)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
-    def to_event(self) -> Event:
-        return Event(
-            id=self.event_id,
-            type=self.type,
-            user_id=self.user_id,
-            occurred_at=self.occurred_at,
-            data=self.data or {},
-            version=self.version,
-        )
 
 
 def outbox_model(base: type[DeclarativeBase]) -> type[OutboxRow]:

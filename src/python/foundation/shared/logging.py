@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_ID_HEADER = "x-request-id"
 _configured: tuple[str, str, str] | None = None
 
 
@@ -94,11 +93,6 @@ def get_logger(name: str | None = None) -> Any:
 
 def bind_request_context(**values: Any) -> None:
     structlog.contextvars.bind_contextvars(**values)
-
-
-def current_request_id() -> str | None:
-    value = structlog.contextvars.get_contextvars().get("request_id")
-    return str(value) if value else None
 
 
 def _valid_request_id(value: str) -> bool:
