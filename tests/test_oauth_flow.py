@@ -23,9 +23,9 @@ from foundation.auth_service.app import create_app as create_auth_app
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.provisioning import drop_database, server_dsn
 from foundation.gateway.app import create_app as create_gateway_app
-from foundation.gateway.testing import gateway_settings, serve_asgi
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER
 from tests.helpers.databases import create_migrated_database
+from tests.helpers.gateway_stack import gateway_settings, serve_asgi
 from tests.helpers.idp import AuthorizationResponse, IdpUser, StandInIdentityProvider
 from tests.helpers.users import auth_settings, register, unique_email
 
