@@ -1,1 +1,6 @@
-"""Alembic migrations of the history-service database."""
+"""Alembic migrations of the history-service database: the revisions in ``versions/``, and the
+metadata they build. The environment and the runner are ``foundation.database.migrations``."""
+
+from foundation.history_service.models import Base
+
+metadata = Base.metadata
