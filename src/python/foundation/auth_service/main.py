@@ -17,8 +17,8 @@ from foundation.auth_service.services.oauth import reencrypt_stored_tokens
 from foundation.auth_service.services.passwords import share_hashing_slots
 from foundation.auth_service.services.sessions import purge_ended_sessions
 from foundation.auth_service.settings import AuthServiceSettings
+from foundation.database.commands import add_migrate_command, require_database_url
 from foundation.database.engine import create_engine, session_factory
-from foundation.database.migrations import upgrade
 from foundation.shared.server import Cli
 
 cli = Cli(
@@ -29,14 +29,7 @@ cli = Cli(
     before_serve=share_hashing_slots,
 )
 
-
-@cli.command("migrate", "apply this service's database migrations")
-def migrate(args: argparse.Namespace) -> int:
-    settings = AuthServiceSettings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
-    upgrade(settings.database_url, migrations.__name__)
-    return 0
+add_migrate_command(cli, AuthServiceSettings, migrations)
 
 
 def _rotate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,8 +85,7 @@ def _email_argument(parser: argparse.ArgumentParser) -> None:
 @cli.command("grant-admin", "give a user the admin role (in tokens from their next refresh)", _email_argument)
 def grant_admin(args: argparse.Namespace) -> int:
     settings = AuthServiceSettings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
+    require_database_url(settings)
     if not asyncio.run(_grant(settings, args.email, "admin")):
         print(f"no user with email {args.email}")
         return 1
@@ -122,8 +114,7 @@ async def _purge(settings: AuthServiceSettings) -> int:
 )
 def purge_sessions(args: argparse.Namespace) -> int:
     settings = AuthServiceSettings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
+    require_database_url(settings)
     print(f"deleted {asyncio.run(_purge(settings))} row(s) of ended sessions")
     return 0
 
@@ -149,8 +140,7 @@ async def _reencrypt(settings: AuthServiceSettings) -> int:
 )
 def reencrypt_oauth_tokens(args: argparse.Namespace) -> int:
     settings = AuthServiceSettings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
+    require_database_url(settings)
     moved = asyncio.run(_reencrypt(settings))
     print(f"re-encrypted {moved} stored provider token(s) under the newest key")
     return 0

@@ -5,32 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from foundation.database.commands import add_migrate_command, require_database_url
 from foundation.database.engine import create_engine, session_factory
-from foundation.database.migrations import upgrade
 from foundation.shared.server import Cli
 from foundation.stats_service import migrations
 from foundation.stats_service.services.rebuild import rebuild
 from foundation.stats_service.settings import StatsServiceSettings
 
 cli = Cli(name="stats_service", app_factory="foundation.stats_service.app:create_app", default_port=8003)
-
-
-def _settings() -> StatsServiceSettings:
-    settings = StatsServiceSettings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
-    return settings
-
-
-@cli.command("migrate", "apply this service's database migrations")
-def migrate(args: argparse.Namespace) -> int:
-    upgrade(str(_settings().database_url), migrations.__name__)
-    return 0
+add_migrate_command(cli, StatsServiceSettings, migrations)
 
 
 @cli.command("rebuild", "recompute every aggregate from the stored event ledger")
 def rebuild_command(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = StatsServiceSettings()
+    require_database_url(settings)
 
     async def run() -> int:
         engine = create_engine(settings)
