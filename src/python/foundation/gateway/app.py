@@ -1,9 +1,10 @@
 """Gateway: the app factory. Wiring only; each piece lives in its own module.
 
-A request passes, outermost first: request id + access log, client address (trusted
-proxies), security headers, HTTPS redirect, CORS, body limit, then ``EdgeRouter``: service
-paths go through identify -> rate limit -> require authentication -> proxy; the gateway's own
-routes (/health, /ready, /openapi.json, /docs) go to FastAPI.
+A request passes, outermost first: metrics (``foundation.shared.metrics``), request id +
+access log, client address (trusted proxies), security headers, HTTPS redirect, CORS, body
+limit, then ``EdgeRouter``: service paths go through identify -> rate limit -> require
+authentication -> proxy; the gateway's own routes (/health, /ready, /openapi.json, /docs,
+/metrics) go to FastAPI.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Scope
 
 from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.api.gateway_routes import gateway_router
-from foundation.gateway.authentication import IdentifyMiddleware, RequireAuthentication
+from foundation.gateway.authentication import ROUTE_KEY, IdentifyMiddleware, RequireAuthentication
 from foundation.gateway.body_limit import BodyLimitMiddleware
 from foundation.gateway.edge import EdgeRouter
 from foundation.gateway.https_redirect import HttpsRedirectMiddleware
@@ -32,6 +33,7 @@ from foundation.shared.app import tune_worker
 from foundation.shared.client_address import ClientAddressMiddleware, TrustedProxies
 from foundation.shared.errors import install_error_handlers
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
+from foundation.shared.metrics import install_metrics, route_template
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
 
 TITLE = "Foundation API"
@@ -131,4 +133,12 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age)
     app.add_middleware(ClientAddressMiddleware, trusted=TrustedProxies(settings.trusted_networks()))
     app.add_middleware(RequestContextMiddleware, skip_paths=("/health", "/ready"))
+    install_metrics(app, settings.service_name, route_of=edge_route, refuse_forwarded=True)
     return app
+
+
+def edge_route(scope: Scope) -> str:
+    """The metrics' route label: the upstream prefix (``/auth``) for service paths, else the
+    gateway's own route template."""
+    route = scope["state"].get(ROUTE_KEY)
+    return "/" + route.service if route is not None else route_template(scope)

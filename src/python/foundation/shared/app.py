@@ -1,4 +1,4 @@
-"""The common shape of every service's FastAPI app: errors, request context, health, docs."""
+"""The common shape of every service's FastAPI app: errors, request context, health, docs, metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from starlette.routing import compile_path
 from foundation.shared.errors import install_error_handlers, problem, problem_response
 from foundation.shared.health import Check, health_router
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
+from foundation.shared.metrics import install_metrics
 from foundation.shared.openapi import install_problem_docs
 from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
@@ -130,4 +131,5 @@ def create_service_app(
         app.add_middleware(inner.cls, *inner.args, **inner.kwargs)
     app.add_middleware(RequestContextMiddleware, skip_paths=("/health", "/ready"))
     configure_tracing(app, settings.service_name, settings.otel_exporter_otlp_endpoint, settings.otel_console)
+    install_metrics(app, settings.service_name)
     return app
