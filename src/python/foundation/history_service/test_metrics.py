@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+from datetime import UTC, datetime, timedelta
 
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from foundation.events.outbox import record
+from foundation.history_service.models import Outbox
 from tests.helpers.auth import TestSigner, bearer
 from tests.helpers.metrics import sample, scrape
 
@@ -47,3 +52,13 @@ async def test_pool_and_outbox_gauges_are_read_at_scrape_time(client: httpx.Asyn
 async def test_metrics_is_not_in_the_openapi_document(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert "/metrics" not in document["paths"]
+
+
+async def test_outbox_gauges_show_an_unpublished_row(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session, session.begin():
+        record(session, Outbox, "test.metrics", None, occurred_at=datetime.now(UTC) - timedelta(minutes=5))
+    text = await scrape(client)
+    assert (sample(text, "outbox_lag_seconds", service="history-service") or 0) >= 299
+    assert (sample(text, "outbox_unpublished", service="history-service") or 0) >= 1

@@ -1,0 +1,59 @@
+"""MetricsMiddleware on a bare app: a raised error counts as 500, odd methods as OTHER."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from foundation.shared.metrics import HttpMetrics, MetricsMiddleware
+
+
+def app_with(metrics: HttpMetrics) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/boom/{n}")
+    async def boom(n: int) -> None:
+        raise RuntimeError("boom")
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+async def test_an_exception_counts_as_500_and_an_unknown_method_as_other() -> None:
+    metrics = HttpMetrics("test")
+    transport = httpx.ASGITransport(app=app_with(metrics), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/boom/1")).status_code == 500
+        assert (await client.request("BREW", "/boom/2")).status_code == 405
+    value = metrics.registry.get_sample_value
+    assert (
+        value(
+            "http_requests_total", {"service": "test", "method": "GET", "route": "/boom/{n}", "status": "500"}
+        )
+        == 1
+    )
+    assert (
+        value(
+            "http_requests_total",
+            {"service": "test", "method": "OTHER", "route": "/boom/{n}", "status": "405"},
+        )
+        == 1
+    )
+
+
+def requests_counted(metrics: HttpMetrics) -> float:
+    return sum(
+        s.value for m in metrics.registry.collect() for s in m.samples if s.name == "http_requests_total"
+    )
+
+
+@pytest.mark.parametrize("path", ["/boom/1", "/no"])
+async def test_two_apps_in_one_process_keep_their_own_registries(path: str) -> None:
+    first, second = HttpMetrics("a"), HttpMetrics("b")
+    transport = httpx.ASGITransport(app=app_with(first), raise_app_exceptions=False)
+    app_with(second)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await client.get(path)
+    assert requests_counted(first) == 1
+    assert requests_counted(second) == 0
