@@ -1,25 +1,37 @@
 """Where verification keys come from: a JWKS document, fixed or fetched over HTTP.
 
-``JwksKeySource`` caches auth-service's JWKS and refetches it when a token names an unknown
-``kid`` (at most once per ``min_refresh_interval``), so a key rotation never needs a restart
-and a flood of tokens with made-up ``kid``s cannot turn into a flood of fetches.
+``JwksKeySource`` caches auth-service's JWKS under ``foundation.auth.jwks``'s policy: it is
+fetched again every 1-5 minutes (``Cache-Control``), so a withdrawn key stops verifying; a
+rotated-in ``kid`` is fetched at once (at most once per ``min_refresh_interval``, so made-up
+``kid`` values cannot turn into a flood of fetches); an outage keeps the last good keys for a
+bounded time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import httpx
 import jwt
+
+from foundation.auth.jwks import (
+    FetchedJwks,
+    JwksFetchError,
+    JwksPolicy,
+    RefreshingJwks,
+    cache_control_max_age,
+)
 
 ALLOWED_KEY_TYPES = {"OKP", "EC"}  # Ed25519 and P-256; never "oct" (HMAC) or RSA here
 
 
 class KeySource(Protocol):
     async def key_for(self, kid: str) -> jwt.PyJWK:
-        """The public key with this ``kid``; ``KeyError`` when there is none."""
+        """The public key with this ``kid``; ``KeyError`` when there is none, and
+        ``foundation.auth.jwks.JwksUnavailable`` when no key set can be trusted."""
         ...
 
 
@@ -47,42 +59,48 @@ class StaticKeySource:
 
 
 class JwksKeySource:
+    """auth-service's JWKS over HTTP, kept fresh by ``foundation.auth.jwks``'s policy.
+
+    ``min_refresh_interval`` (kept for its callers) is the policy's least time between
+    refetches caused by unknown ``kid`` values. ``key_for`` raises ``KeyError``
+    (``UnknownSigningKey``) for a key that is not published, and ``JwksUnavailable`` when no
+    key set may be trusted (never fetched, or stale past the policy's bound)."""
+
     def __init__(
         self,
         url: str,
         *,
-        min_refresh_interval: float = 30.0,
+        min_refresh_interval: float | None = None,
+        policy: JwksPolicy | None = None,
         timeout: float = 3.0,
         client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self.min_refresh_interval = min_refresh_interval
+        policy = policy or JwksPolicy()
+        if min_refresh_interval is not None:
+            policy = replace(policy, min_refresh_interval=min_refresh_interval)
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
-        self.fetches = 0
+        self._keys: RefreshingJwks[jwt.PyJWK] = RefreshingJwks(
+            self._fetch, policy=policy, what="auth-service JWKS", clock=clock
+        )
+
+    @property
+    def fetches(self) -> int:
+        return self._keys.fetches
 
     async def key_for(self, kid: str) -> jwt.PyJWK:
-        key = self._keys.get(kid)
-        if key is not None:
-            return key
-        async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refresh_interval:
-                await self._refresh()
-        return self._keys[kid]
+        return await self._keys.key_for(kid)
 
-    async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
-        self.fetches += 1
+    async def _fetch(self) -> FetchedJwks[jwt.PyJWK]:
         try:
             response = await self._client.get(self.url)
             response.raise_for_status()
-            self._keys = parse_jwks(response.json())
-        except (httpx.HTTPError, ValueError):
-            # Keep the keys we had: auth-service being briefly down must not fail every request.
-            return
+            keys = parse_jwks(response.json())
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise JwksFetchError(f"could not load the JWKS from {self.url}: {exc}") from exc
+        return FetchedJwks(keys, cache_control_max_age(response.headers))
 
     async def aclose(self) -> None:
         if self._owns_client:

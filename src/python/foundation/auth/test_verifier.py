@@ -17,9 +17,10 @@ from fastapi import FastAPI
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
+from foundation.auth.jwks import JwksPolicy
 from foundation.auth.keys import JwksKeySource, StaticKeySource, parse_jwks
 from foundation.auth.verifier import TokenVerifier, build_verifier, service_verifier
-from foundation.shared.errors import Unauthorized, install_error_handlers
+from foundation.shared.errors import ServiceUnavailable, Unauthorized, install_error_handlers
 from foundation.shared.settings import ServiceSettings
 from tests.helpers.apps import serve_app
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER, TestSigner, bearer, test_verifier
@@ -157,13 +158,14 @@ async def test_warm_cache_never_outlives_the_token() -> None:
 
 @pytest.fixture()
 async def jwks_server(unused_tcp_port: int) -> AsyncIterator[tuple[str, dict[str, object]]]:
-    state: dict[str, object] = {"jwks": {"keys": []}, "hits": 0, "fail": False}
+    state: dict[str, object] = {"jwks": {"keys": []}, "hits": 0, "fail": False, "cache_control": None}
 
     async def handler(_: web.Request) -> web.Response:
         state["hits"] = int(state["hits"]) + 1  # type: ignore[call-overload]
         if state["fail"]:
             return web.Response(status=503)
-        return web.json_response(state["jwks"])
+        headers = {"Cache-Control": str(state["cache_control"])} if state["cache_control"] else {}
+        return web.json_response(state["jwks"], headers=headers)
 
     app = web.Application()
     app.router.add_get("/jwks.json", handler)
@@ -197,6 +199,108 @@ async def test_jwks_source_refetches_once_on_unknown_kid_for_rotation(jwks_serve
         await asyncio.sleep(0.25)
         await expect_refused(verifier, TestSigner().issue())
         assert (await verifier.verify(old.issue())).roles == frozenset()
+    finally:
+        await source.aclose()
+
+
+async def test_withdrawn_key_is_refused_after_the_refresh_interval(jwks_server) -> None:  # type: ignore[no-untyped-def]
+    url, state = jwks_server
+    old, new = TestSigner(), TestSigner()
+    state["jwks"] = {"keys": [old.public_jwk, new.public_jwk]}
+    source = JwksKeySource(url, policy=JwksPolicy(max_age=1.0, min_age=0.5))
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+    try:
+        remembered = old.issue()
+        await verifier.verify(remembered)  # now in the warm cache
+        state["jwks"] = {"keys": [new.public_jwk]}  # auth-service withdrew the old key
+        await verifier.verify(remembered)  # fresh set: no fetch on the hot path
+        assert state["hits"] == 1
+        await asyncio.sleep(1.1)
+        await expect_refused(verifier, remembered)  # the warm cache does not outlive the key
+        await expect_refused(verifier, old.issue())
+        assert state["hits"] == 2
+        assert (await verifier.verify(new.issue())).roles == frozenset()
+    finally:
+        await source.aclose()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_jwks_refresh_honours_cache_control_within_bounds(jwks_server) -> None:  # type: ignore[no-untyped-def]
+    url, state = jwks_server
+    signer, clock = TestSigner(), FakeClock()
+    state["jwks"], state["cache_control"] = signer.jwks, "public, max-age=30"  # auth-service's own
+    source = JwksKeySource(url, clock=clock)  # defaults: refresh within [60 s, 300 s]
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+    try:
+        token = signer.issue()
+        await verifier.verify(token)
+        clock.now += 59
+        await verifier.verify(token)
+        assert state["hits"] == 1  # 30 s is raised to the 60 s floor
+        clock.now += 2
+        state["cache_control"] = None  # no Cache-Control: the 5 min default
+        await verifier.verify(token)
+        assert state["hits"] == 2
+        clock.now += 299
+        await verifier.verify(token)
+        assert state["hits"] == 2
+        clock.now += 2
+        await verifier.verify(token)
+        assert state["hits"] == 3
+    finally:
+        await source.aclose()
+
+
+async def test_jwks_outage_keeps_the_last_good_keys_for_a_bounded_time(jwks_server) -> None:  # type: ignore[no-untyped-def]
+    url, state = jwks_server
+    signer, clock = TestSigner(), FakeClock()
+    state["jwks"] = signer.jwks
+    policy = JwksPolicy(max_age=60, retry_interval=5, max_stale=600)
+    source = JwksKeySource(url, policy=policy, clock=clock)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+    try:
+        await verifier.verify(signer.issue())
+        state["fail"] = True
+        clock.now += 61
+        await verifier.verify(signer.issue())  # refresh failed (logged): last good set serves
+        assert state["hits"] == 2
+        clock.now += 1
+        for _ in range(5):  # neither good nor forged kids retry before retry_interval
+            await verifier.verify(signer.issue())
+            await expect_refused(verifier, TestSigner().issue())
+        assert state["hits"] == 2
+        clock.now = 1_000 + 60 + 600 + 1  # beyond the staleness bound: refuse, do not guess
+        with pytest.raises(ServiceUnavailable) as caught:
+            await verifier.verify(signer.issue())
+        assert (caught.value.status, caught.value.code) == (503, "keys_unavailable")
+        state["fail"] = False
+        clock.now += 5
+        assert (await verifier.verify(signer.issue())).roles == frozenset()
+    finally:
+        await source.aclose()
+
+
+async def test_jwks_unreachable_at_start_is_503_and_retried(jwks_server) -> None:  # type: ignore[no-untyped-def]
+    url, state = jwks_server
+    signer, clock = TestSigner(), FakeClock()
+    state["jwks"], state["fail"] = signer.jwks, True
+    source = JwksKeySource(url, policy=JwksPolicy(retry_interval=5), clock=clock)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+    try:
+        for _ in range(3):
+            with pytest.raises(ServiceUnavailable):
+                await verifier.verify(signer.issue())
+        assert state["hits"] == 1
+        state["fail"] = False
+        clock.now += 5
+        assert (await verifier.verify(signer.issue())).roles == frozenset()
     finally:
         await source.aclose()
 

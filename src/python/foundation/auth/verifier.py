@@ -6,8 +6,12 @@ used. ``typ`` must be ``at+jwt`` (RFC 9068), and ``iss``, ``aud``, ``exp``, ``nb
 ``sub``, ``sid`` and ``jti`` must be present and right.
 
 Warm cache: a token that verified before is remembered (by its exact bytes) until its own
-``exp``, so repeated requests skip the signature check. Nothing outlives the token, and the
+``exp``, so repeated requests skip the signature check. Nothing outlives the token or its key:
+a warm hit still asks the key source for the token's ``kid`` (a dict read while the JWKS is
+fresh), so once a withdrawn key drops out of the refreshed set its tokens are refused too. The
 session deny-list is checked by the caller on every request, so revocation still applies.
+No trustworthy key set at all (auth-service's JWKS never fetched, or stale past its bound)
+is a 503 ``keys_unavailable``, not a 401 that would make clients drop good tokens.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from collections.abc import Sequence
 
 import jwt
 
+from foundation.auth.jwks import JwksUnavailable
 from foundation.auth.keys import JwksKeySource, KeySource, StaticKeySource
 from foundation.auth.principal import Principal
-from foundation.shared.errors import Unauthorized
+from foundation.shared.errors import ServiceUnavailable, Unauthorized
 from foundation.shared.logging import get_logger
 from foundation.shared.settings import ServiceSettings
 
@@ -52,18 +57,20 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = list(algorithms)
         self.leeway = leeway
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
         self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
         now = time.time()
         cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires_at + self.leeway > now:
-                return cached
+            principal, kid = cached
+            if principal.expires_at + self.leeway > now:
+                await self._key(kid, forget=token)  # the key must still be published
+                return principal
             self._cache.pop(token, None)
-        principal = await self._verify_uncached(token)
-        self._remember(token, principal)
+        principal, kid = await self._verify_uncached(token)
+        self._remember(token, principal, kid)
         return principal
 
     async def aclose(self) -> None:
@@ -72,12 +79,25 @@ class TokenVerifier:
         if closer is not None:
             await closer()
 
-    def _remember(self, token: str, principal: Principal) -> None:
-        self._cache[token] = principal
+    def _remember(self, token: str, principal: Principal, kid: str) -> None:
+        self._cache[token] = (principal, kid)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def _verify_uncached(self, token: str) -> Principal:
+    async def _key(self, kid: str, *, forget: str | None = None) -> jwt.PyJWK:
+        try:
+            return await self.keys.key_for(kid)
+        except KeyError as exc:
+            if forget is not None:
+                self._cache.pop(forget, None)
+            raise _invalid("The access token was signed with an unknown key.") from exc
+        except JwksUnavailable as exc:
+            raise ServiceUnavailable(
+                "The keys that verify access tokens are unavailable; try again shortly.",
+                code="keys_unavailable",
+            ) from exc
+
+    async def _verify_uncached(self, token: str) -> tuple[Principal, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -90,10 +110,7 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _invalid("The access token names no key.")
-        try:
-            key = await self.keys.key_for(kid)
-        except KeyError as exc:
-            raise _invalid("The access token was signed with an unknown key.") from exc
+        key = await self._key(kid)
         try:
             claims = jwt.decode(
                 token,
@@ -112,7 +129,7 @@ class TokenVerifier:
             roles = claims.get("roles", [])
             if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
                 raise ValueError("roles must be a list of strings")
-            return Principal(
+            principal = Principal(
                 user_id=uuid.UUID(str(claims["sub"])),
                 session_id=uuid.UUID(str(claims["sid"])),
                 roles=frozenset(roles),
@@ -121,6 +138,7 @@ class TokenVerifier:
             )
         except (ValueError, TypeError) as exc:
             raise _invalid("The access token's claims are malformed.") from exc
+        return principal, kid
 
 
 def service_verifier(settings: ServiceSettings) -> TokenVerifier:
