@@ -18,13 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from foundation.auth.dependencies import CurrentPrincipal, get_principal
 from foundation.auth.encryption import token_cipher
 from foundation.auth.oauth import OAuthProviders, OAuthSettings, OAuthStateStore
+from foundation.auth.oauth.base import InvalidGrant, InvalidIdToken, ProviderUnavailable
+from foundation.auth.oauth.registry import ProviderNotConfigured, UnknownProvider
 from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Client, DbSession
 from foundation.auth_service.api.schemas import TokenResponse
 from foundation.auth_service.api.tokens import NO_STORE
-from foundation.auth_service.services.oauth import CallbackData, OAuthService
-from foundation.shared.errors import AppError
+from foundation.auth_service.services.oauth import CallbackData, InvalidState, OAuthService
+from foundation.shared.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from foundation.shared.logging import get_logger
+from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 from foundation.shared.redis import Keys
 
 log = get_logger(__name__)
@@ -81,7 +84,19 @@ class CallbackBody(BaseModel):
     """``{code, state}`` (JSON or Apple's form_post, which adds ``id_token`` and ``user``),
     or ``{id_token, nonce}`` from a native app."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        # ``_one_shape`` below, as the schema says it: one of the three shapes, with strings.
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": list(names),
+                    "properties": {name: {"type": "string", "minLength": 1} for name in names},
+                }
+                for names in (("state", "code"), ("state", "error"), ("id_token", "nonce"))
+            ]
+        },
+    )
 
     code: str | None = Field(default=None, min_length=1, max_length=2048)
     state: str | None = Field(default=None, min_length=1, max_length=256)
@@ -135,6 +150,40 @@ async def callback_body(request: Request) -> CallbackBody:
 Callback = Annotated[CallbackBody, Depends(callback_body)]
 
 
+def _callback_body_schema() -> dict[str, Any]:
+    """``requestBody`` of the callback and link routes (read by ``callback_body``, so FastAPI
+    cannot see it): JSON, or a form as Apple's form_post sends it (strings only)."""
+    schema = CallbackBody.model_json_schema()
+    # A form has no null and no objects: each field is its string form, or absent.
+    form_fields = {
+        name: next((b for b in field.get("anyOf", [field]) if b.get("type") == "string"), {"type": "string"})
+        for name, field in schema["properties"].items()
+    }
+    form = {**schema, "properties": form_fields}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "application/x-www-form-urlencoded": {"schema": form},
+            },
+        }
+    }
+
+
+CALLBACK_BODY = _callback_body_schema()
+
+PROVIDER_PROBLEMS = (raises(UnknownProvider), raises(ProviderNotConfigured), raises(ProviderUnavailable))
+# What a provider's answer can be refused for (callback and link alike).
+CALLBACK_PROBLEMS = (
+    raises(InvalidState),
+    raises(InvalidGrant),
+    raises(BadRequest, "authorization_denied"),
+    raises(InvalidIdToken),
+    raises(Forbidden, "email_not_verified"),
+)
+
+
 class LinkOut(BaseModel):
     provider: str
     linked_at: str
@@ -145,6 +194,13 @@ async def optional_principal(request: Request, link: bool = False) -> Principal 
 
 
 @router.get("/{provider}/authorize", response_model=AuthorizationUrl)
+@documented(
+    raises(BadRequest, "redirect_uri_not_allowed"),
+    # `link=true` only: signing in needs no token.
+    raises(Unauthorized, "missing_token", "invalid_token", "token_expired", "session_revoked"),
+    *PROVIDER_PROBLEMS,
+    UNAVAILABLE,
+)
 async def authorize(
     provider: Provider,
     oauth: OAuth,
@@ -161,7 +217,14 @@ async def authorize(
     return AuthorizationUrl(authorization_url=url)
 
 
-@router.post("/{provider}/callback", response_model=TokenResponse)
+@router.post("/{provider}/callback", response_model=TokenResponse, openapi_extra=CALLBACK_BODY)
+@documented(
+    *CALLBACK_PROBLEMS,
+    raises(Unauthorized, "account_disabled"),
+    raises(Conflict, "account_exists"),
+    *PROVIDER_PROBLEMS,
+    UNAVAILABLE,
+)
 async def callback(
     provider: Provider, body: Callback, oauth: OAuth, db: DbSession, client: Client, response: Response
 ) -> TokenResponse:
@@ -175,7 +238,15 @@ async def callback(
     )
 
 
-@router.post("/{provider}/link", response_model=LinkOut)
+@router.post("/{provider}/link", response_model=LinkOut, openapi_extra=CALLBACK_BODY)
+@documented(
+    SIGNED_IN,
+    *CALLBACK_PROBLEMS,
+    raises(NotFound, "user_not_found"),
+    raises(Conflict, "provider_account_in_use", "provider_already_linked"),
+    *PROVIDER_PROBLEMS,
+    UNAVAILABLE,
+)
 async def link(
     provider: Provider, body: Callback, principal: CurrentPrincipal, oauth: OAuth, db: DbSession
 ) -> LinkOut:
@@ -187,6 +258,13 @@ async def link(
 
 
 @router.delete("/{provider}", status_code=status.HTTP_204_NO_CONTENT)
+@documented(
+    SIGNED_IN,
+    raises(UnknownProvider),
+    raises(NotFound, "provider_not_linked"),
+    raises(Conflict, "last_sign_in_method"),
+    UNAVAILABLE,
+)
 async def unlink(provider: Provider, principal: CurrentPrincipal, oauth: OAuth, db: DbSession) -> Response:
     """Unlink the provider and revoke its stored token. 404 `provider_not_linked`; 409
     `last_sign_in_method` when the account would have no way left to sign in."""
