@@ -30,7 +30,7 @@ from foundation.history_service.app import create_app as create_history_app
 from foundation.history_service.settings import HistoryServiceSettings
 from tests.helpers.apps import serve_app
 from tests.helpers.auth import TestSigner, bearer, test_verifier
-from tests.helpers.faults import ThrowawayRedis, eventually, loading_redis_url
+from tests.helpers.faults import ThrowawayRedis, eventually, loading_redis_url, throwaway_redis
 from tests.helpers.stack import Databases, Stack, databases, start_stack
 from tests.helpers.users import STRONG_PASSWORD, RegisteredUser, Tokens, login, refresh, register
 
@@ -49,20 +49,14 @@ def keys_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def persistent_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path / "redis", persist=True).start()
-    try:
+    with throwaway_redis(tmp_path / "redis", persist=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()
 def volatile_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path / "redis", persist=False).start()
-    try:
+    with throwaway_redis(tmp_path / "redis", persist=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()

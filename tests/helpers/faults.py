@@ -81,6 +81,16 @@ class ThrowawayRedis:
         self.server.stop()
 
 
+@contextmanager
+def throwaway_redis(data_dir: Path, *, persist: bool) -> Iterator[ThrowawayRedis]:
+    """A started :class:`ThrowawayRedis`, stopped when the block ends (whatever the test did)."""
+    server = ThrowawayRedis(data_dir, persist=persist).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @asynccontextmanager
 async def loading_redis_url() -> AsyncIterator[str]:
     """A Redis URL whose server answers every command with ``-LOADING``, as a restarted Redis

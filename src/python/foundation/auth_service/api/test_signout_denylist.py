@@ -21,17 +21,14 @@ from foundation.auth_service.settings import AuthServiceSettings
 from foundation.shared.errors import ServiceUnavailable
 from tests.helpers.apps import serve_app
 from tests.helpers.auth import bearer
-from tests.helpers.faults import ThrowawayRedis, eventually
+from tests.helpers.faults import ThrowawayRedis, eventually, throwaway_redis
 from tests.helpers.users import register
 
 
 @pytest.fixture()
 def redis_server(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path / "redis", persist=False).start()
-    try:
+    with throwaway_redis(tmp_path / "redis", persist=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()
