@@ -104,7 +104,8 @@ async def _accepted(client: httpx.AsyncClient, family: Family) -> list[int]:
 
 async def _race(
     client: httpx.AsyncClient,
-    start: Callable[[], Awaitable[list[Family]]],
+    app: FastAPI,
+    user_id: uuid.UUID,
     revoke: Callable[[list[Family]], Awaitable[None]],
     engine: AsyncEngine,
 ) -> None:
@@ -114,7 +115,7 @@ async def _race(
     deadline, rounds, survivors = time.monotonic() + BUDGET, 0, 0
     while not survivors and (rounds < MIN_ROUNDS or time.monotonic() < deadline):
         rounds += 1
-        batch = await start()
+        batch = await _families(app, user_id, FAMILIES)
         revoked = asyncio.Event()
         churners = [asyncio.create_task(_churn(client, family, revoked)) for family in batch]
         while min(len(family.issued) for family in batch) < GENERATIONS:
@@ -142,14 +143,11 @@ async def test_refreshes_racing_logout_all_leave_no_session_alive(
     client, app = racing
     user = await register(client)
 
-    async def start() -> list[Family]:
-        return await _families(app, user.id, FAMILIES)
-
     async def logout_all(batch: list[Family]) -> None:
         response = await client.post("/auth/logout-all", headers=bearer(batch[0].access_token))
         assert response.status_code == 204, response.text
 
-    await _race(client, start, logout_all, engine)
+    await _race(client, app, user.id, logout_all, engine)
 
 
 async def test_refreshes_racing_logout_leave_no_session_alive(
@@ -158,9 +156,6 @@ async def test_refreshes_racing_logout_leave_no_session_alive(
     client, app = racing
     user = await register(client)
 
-    async def start() -> list[Family]:
-        return await _families(app, user.id, FAMILIES)
-
     async def logout_each(batch: list[Family]) -> None:
         # Another tab signs out with the token it holds, an older one of the same session.
         responses = await asyncio.gather(
@@ -168,7 +163,7 @@ async def test_refreshes_racing_logout_leave_no_session_alive(
         )
         assert [response.status_code for response in responses] == [204] * len(batch)
 
-    await _race(client, start, logout_each, engine)
+    await _race(client, app, user.id, logout_each, engine)
 
 
 async def test_refreshes_racing_session_deletion_leave_no_session_alive(
@@ -177,9 +172,6 @@ async def test_refreshes_racing_session_deletion_leave_no_session_alive(
     client, app = racing
     user = await register(client)
     control = (await _families(app, user.id, 1))[0]
-
-    async def start() -> list[Family]:
-        return await _families(app, user.id, FAMILIES)
 
     async def delete_each(batch: list[Family]) -> None:
         responses = await asyncio.gather(
@@ -190,7 +182,7 @@ async def test_refreshes_racing_session_deletion_leave_no_session_alive(
         )
         assert [response.status_code for response in responses] == [204] * len(batch)
 
-    await _race(client, start, delete_each, engine)
+    await _race(client, app, user.id, delete_each, engine)
 
 
 async def test_refreshes_racing_reuse_detection_leave_no_session_alive(
@@ -199,9 +191,6 @@ async def test_refreshes_racing_reuse_detection_leave_no_session_alive(
     client, app = racing
     user = await register(client)
 
-    async def start() -> list[Family]:
-        return await _families(app, user.id, FAMILIES)
-
     async def replay_each(batch: list[Family]) -> None:
         # A thief replays the first token of each session, long spent: the family is revoked.
         responses = await asyncio.gather(
@@ -209,4 +198,4 @@ async def test_refreshes_racing_reuse_detection_leave_no_session_alive(
         )
         assert {response.json()["code"] for response in responses} == {"refresh_token_reused"}
 
-    await _race(client, start, replay_each, engine)
+    await _race(client, app, user.id, replay_each, engine)
