@@ -72,11 +72,12 @@ class HttpMetrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        # Normalised before the lookup: a client's made-up methods must not grow the cache.
+        if method not in _METHODS:
+            method = "OTHER"
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:
-            if method not in _METHODS:
-                method = "OTHER"
             children = (
                 self.requests.labels(self.service, method, route, str(status)),
                 self.duration.labels(self.service, method, route),

@@ -42,6 +42,18 @@ async def test_an_exception_counts_as_500_and_an_unknown_method_as_other() -> No
     )
 
 
+
+async def test_made_up_methods_share_one_series_and_grow_nothing() -> None:
+    metrics = HttpMetrics("test")
+    transport = httpx.ASGITransport(app=app_with(metrics), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for n in range(50):
+            assert (await client.request(f"BREW{n}", "/boom/1")).status_code == 405
+    labels = {"service": "test", "method": "OTHER", "route": "/boom/{n}", "status": "405"}
+    assert metrics.registry.get_sample_value("http_requests_total", labels) == 50
+    assert len(metrics._children) == 1  # one cached series, not one per method sent
+
+
 def requests_counted(metrics: HttpMetrics) -> float:
     return sum(
         s.value for m in metrics.registry.collect() for s in m.samples if s.name == "http_requests_total"
