@@ -42,7 +42,6 @@ async def test_an_exception_counts_as_500_and_an_unknown_method_as_other() -> No
     )
 
 
-
 async def test_made_up_methods_share_one_series_and_grow_nothing() -> None:
     metrics = HttpMetrics("test")
     transport = httpx.ASGITransport(app=app_with(metrics), raise_app_exceptions=False)
