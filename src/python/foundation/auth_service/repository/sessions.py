@@ -107,11 +107,17 @@ async def add(
     return row
 
 
+async def family_of(db: AsyncSession, token_hash: bytes) -> uuid.UUID | None:
+    """The family of the row holding this token, read without a lock."""
+    result = await db.execute(select(Session.family_id).where(Session.token == token_hash))
+    return result.scalar_one_or_none()
+
+
 async def lock_by_token(db: AsyncSession, token_hash: bytes, *, lock: bool = True) -> TokenRow | None:
     """The row holding this token, locked until the transaction ends (``FOR UPDATE``).
 
-    Concurrent refreshes with one token queue here, so exactly one of them rotates it.
-    ``lock=False``: just read it (sign-out locks the family's head instead).
+    Lock the family's head first (``lock_families``): heads before rows is the order every
+    refresh and revocation takes, so none of them deadlock. ``lock=False``: just read it.
     """
     query = (
         select(Session, User.roles, User.is_active)

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg.errors import DeadlockDetected
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from foundation.auth.denylist import SessionDenyList
@@ -209,6 +207,13 @@ class SessionService:
     async def _not_live(
         self, db: AsyncSession, refresh_token: str, presented: bytes, now: datetime, invalid: Unauthorized
     ) -> TokenPair:
+        # The family's head first, then the row: the lock order of every refresh and
+        # revocation, so stale tokens of one family replayed at once queue, not deadlock.
+        family_id = await session_rows.family_of(db, presented)
+        if family_id is None:
+            await db.rollback()
+            raise invalid
+        await session_rows.lock_families(db, [family_id])
         found = await session_rows.lock_by_token(db, presented)
         if found is None:
             await db.rollback()
@@ -228,8 +233,6 @@ class SessionService:
     ) -> TokenPair:
         """A rotated token came back: the same successor within the grace window, else theft."""
         row = found.session
-        # The family's head before its successor: the lock order of a refresh (no deadlock).
-        await session_rows.lock_families(db, [row.family_id])
         in_grace = row.last_used_at is not None and now - row.last_used_at <= self.lifetimes.grace
         if in_grace and row.successor_sealed and row.replaced_by_id:
             successor = await session_rows.lock(db, row.replaced_by_id)
@@ -249,24 +252,16 @@ class SessionService:
         reused = _refused(
             "This refresh token was already used; the session has been signed out.", "refresh_token_reused"
         )
-        try:
-            await session_rows.revoke_family(db, family_id, now)
-            record(db, OutboxEvent, schema.REFRESH_TOKEN_REUSED, user_id, {"session_id": str(family_id)})
-            record(
-                db,
-                OutboxEvent,
-                schema.SESSION_REVOKED,
-                user_id,
-                {"session_id": str(family_id), "reason": "reuse"},
-            )
-            await db.commit()
-        except DBAPIError as exc:
-            # Two stale tokens of one family replayed at once can lock its rows in opposite
-            # orders; PostgreSQL aborts one transaction, and the other revokes the family.
-            if not isinstance(exc.orig, DeadlockDetected):
-                raise
-            await db.rollback()
-            raise reused from exc
+        await session_rows.revoke_family(db, family_id, now)
+        record(db, OutboxEvent, schema.REFRESH_TOKEN_REUSED, user_id, {"session_id": str(family_id)})
+        record(
+            db,
+            OutboxEvent,
+            schema.SESSION_REVOKED,
+            user_id,
+            {"session_id": str(family_id), "reason": "reuse"},
+        )
+        await db.commit()
         log.warning("refresh token reuse: family revoked", user_id=str(user_id), session_id=str(family_id))
         await self.deny([family_id])
         raise reused
