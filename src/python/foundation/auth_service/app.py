@@ -17,12 +17,12 @@ from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKe
 from foundation.auth.verifier import TokenVerifier
 from foundation.auth_service.api import accounts, keys, oauth, sessions, tokens
 from foundation.auth_service.models import OutboxEvent
-from foundation.auth_service.repository.direct import DirectSql
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.login_throttle import LoginThrottle
 from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy
 from foundation.auth_service.services.sessions import Lifetimes, SessionService, purge_periodically
 from foundation.auth_service.settings import AuthServiceSettings
+from foundation.database.direct import DirectSql
 from foundation.database.engine import create_engine, ping, session_factory
 from foundation.database.errors import install_database_error_handlers
 from foundation.events.relay import OutboxRelay

@@ -12,12 +12,12 @@ from foundation.auth.encryption import token_cipher
 from foundation.auth.signing import KeyDirectory
 from foundation.auth_service import migrations
 from foundation.auth_service.repository import users
-from foundation.auth_service.repository.direct import DirectSql
 from foundation.auth_service.services.oauth import reencrypt_stored_tokens
 from foundation.auth_service.services.passwords import share_hashing_slots
 from foundation.auth_service.services.sessions import purge_ended_sessions
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.commands import add_migrate_command, require_database_url
+from foundation.database.direct import DirectSql
 from foundation.database.engine import create_engine, session_factory
 from foundation.shared.server import Cli
 

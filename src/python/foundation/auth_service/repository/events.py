@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from foundation.auth_service.repository.direct import DirectSql
+from foundation.database.direct import DirectSql
 
 _INSERT = """
     INSERT INTO outbox (event_id, type, user_id, occurred_at, data, version)

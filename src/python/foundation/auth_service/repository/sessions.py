@@ -23,7 +23,7 @@ from sqlalchemy import Update, and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.auth_service.models import Session, User
-from foundation.auth_service.repository.direct import DirectSql
+from foundation.database.direct import DirectSql
 from foundation.events.schema import TOKEN_REFRESHED
 
 

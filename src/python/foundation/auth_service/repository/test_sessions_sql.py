@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from foundation.auth_service.repository.direct import libpq_url
 from foundation.auth_service.repository.sessions import _ROTATE_LIVE, revoke_families_statement
 from foundation.auth_service.services.refresh_tokens import new_token, seal_successor, token_hash
+from foundation.database.direct import libpq_url
 from foundation.events.schema import TOKEN_REFRESHED
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import any_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.auth_service.models import User
-from foundation.auth_service.repository.direct import DirectSql
+from foundation.database.direct import DirectSql
 
 
 async def by_email(db: AsyncSession, email: str) -> User | None:

@@ -32,7 +32,6 @@ from foundation.auth.signing import AccessTokenIssuer
 from foundation.auth_service.models import OutboxEvent, Session
 from foundation.auth_service.repository import events, users
 from foundation.auth_service.repository import sessions as session_rows
-from foundation.auth_service.repository.direct import DirectSql
 from foundation.auth_service.services.login_throttle import LoginThrottle
 from foundation.auth_service.services.passwords import PasswordHasher
 from foundation.auth_service.services.refresh_tokens import (
@@ -42,6 +41,7 @@ from foundation.auth_service.services.refresh_tokens import (
     seal_successor,
     token_hash,
 )
+from foundation.database.direct import DirectSql
 from foundation.events import schema
 from foundation.events.outbox import record
 from foundation.shared.errors import NotFound, ServiceUnavailable, Unauthorized

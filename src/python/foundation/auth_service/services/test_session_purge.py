@@ -13,9 +13,9 @@ import pytest
 
 from foundation.auth_service.app import create_app
 from foundation.auth_service.main import cli
-from foundation.auth_service.repository.direct import DirectSql, libpq_url
 from foundation.auth_service.services.sessions import purge_ended_sessions
 from foundation.auth_service.settings import AuthServiceSettings
+from foundation.database.direct import DirectSql, libpq_url
 from tests.helpers.apps import serve_app
 
 DAY = timedelta(days=1)

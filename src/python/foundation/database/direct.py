@@ -1,9 +1,11 @@
-"""A small psycopg pool for the hottest statements: one round trip each, autocommit.
+"""A plain psycopg pool for a service's hottest statements: one round trip each, autocommit.
 
-Sign-in and refresh each need only single-statement changes (atomic on their own), which
-this runs without SQLAlchemy's session and pool layers. Measured on this machine (see
-docs/performance.md) that layer costs several times the statement itself, which matters at
-a thousand refreshes a second. Everything else uses the SQLAlchemy session as usual.
+The SQLAlchemy engine and session (``foundation.database.engine``) are the default way to a
+service's database. A repository may run a statement that is atomic on its own (one
+``INSERT``, one CTE that changes several tables) through ``DirectSql`` instead, when that
+statement is on a path hot enough for the ORM session's and pool's own work per call to
+matter: no session, no transaction block, no SQL compilation, just the driver. The pool
+takes its size, timeout and PgBouncer mode from the same settings as the engine's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from foundation.shared.settings import ServiceSettings
 
 
 def libpq_url(database_url: str) -> str:
+    """``DATABASE_URL`` (any of the spellings ``normalise_url`` accepts) as a libpq URL."""
     return (
         make_url(normalise_url(database_url))
         .set(drivername="postgresql")
@@ -28,6 +31,8 @@ def libpq_url(database_url: str) -> str:
 
 
 class DirectSql:
+    """Statements on their own autocommit connections from a pool (``open`` before use)."""
+
     def __init__(self, settings: ServiceSettings) -> None:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set")
