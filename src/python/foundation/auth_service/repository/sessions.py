@@ -13,7 +13,6 @@ other (``FOR KEY SHARE`` is shared); the lock is one primary-key probe in the sa
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.auth_service.models import Session, User
 from foundation.database.direct import DirectSql
+from foundation.events import outbox
 from foundation.events.schema import TOKEN_REFRESHED
 
 
@@ -36,16 +36,15 @@ class TokenRow:
     user_active: bool
 
 
-_START = """
+_START = f"""
     WITH session AS (
         INSERT INTO sessions
             (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip)
         VALUES (%(id)s, %(user_id)s, %(token)s, %(id)s, %(now)s, %(now)s, %(expires_at)s,
                 %(user_agent)s, %(ip)s)
     )
-    INSERT INTO outbox (event_id, type, user_id, occurred_at, data, version)
-    VALUES (%(event_id)s, %(event_type)s, %(user_id)s, %(now)s, %(event_data)s::jsonb, 1)
-"""
+    {outbox.insert_sql()}
+"""  # noqa: S608 - no value in the text: the outbox module's SQL
 
 
 async def start(
@@ -72,9 +71,7 @@ async def start(
             "expires_at": expires_at,
             "user_agent": user_agent,
             "ip": ip,
-            "event_id": uuid.uuid4(),
-            "event_type": event_type,
-            "event_data": json.dumps(event_data, separators=(",", ":")),
+            **outbox.insert_params(event_type, user_id, event_data, occurred_at=now),
         },
     )
 
@@ -144,7 +141,10 @@ async def lock_by_token(db: AsyncSession, token_hash: bytes, *, lock: bool = Tru
 # The EXISTS takes the family's head FOR KEY SHARE before the row is rotated (see the module
 # docstring): a revocation holding it waits for this statement's transaction, or makes it
 # wait, re-check its row (revoked by then) and rotate nothing.
-_ROTATE_LIVE = """
+_REFRESHED_EVENT = outbox.insert_sql(
+    source="old", user_id="user_id", data="jsonb_build_object('session_id', family_id::text)"
+)
+_ROTATE_LIVE = f"""
     WITH old AS (
         UPDATE sessions AS s
         SET replaced_by_id = %(successor_id)s, last_used_at = %(now)s, successor_sealed = %(sealed)s
@@ -160,13 +160,10 @@ _ROTATE_LIVE = """
                LEAST(%(now)s + %(idle)s, authenticated_at + %(absolute)s), %(user_agent)s, %(ip)s
         FROM old
     ), event AS (
-        INSERT INTO outbox (event_id, type, user_id, occurred_at, data, version)
-        SELECT %(event_id)s, %(event_type)s, user_id, %(now)s,
-               jsonb_build_object('session_id', family_id::text), 1
-        FROM old
+        {_REFRESHED_EVENT}
     )
     SELECT user_id, family_id, authenticated_at, roles FROM old
-"""
+"""  # noqa: S608 - no value in the text: the outbox module's SQL
 
 
 @dataclass(frozen=True)
@@ -203,8 +200,7 @@ async def rotate_live(
             "absolute": absolute,
             "user_agent": user_agent,
             "ip": ip,
-            "event_id": uuid.uuid4(),
-            "event_type": TOKEN_REFRESHED,
+            **outbox.insert_params(TOKEN_REFRESHED, occurred_at=now),
         },
     )
     if row is None:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql
 from foundation.auth_service.repository.sessions import _ROTATE_LIVE, revoke_families_statement
 from foundation.auth_service.services.refresh_tokens import new_token, seal_successor, token_hash
 from foundation.database.direct import libpq_url
+from foundation.events.outbox import insert_params
 from foundation.events.schema import TOKEN_REFRESHED
 
 
@@ -68,8 +69,7 @@ def test_a_refresh_finds_its_row_by_token_among_many_live_sessions(database_url:
             "absolute": timedelta(days=30),
             "user_agent": "test",
             "ip": "127.0.0.1",
-            "event_id": uuid.uuid4(),
-            "event_type": TOKEN_REFRESHED,
+            **insert_params(TOKEN_REFRESHED, occurred_at=now),
         }
         plan = _plan(conn, _ROTATE_LIVE, params)
         session_scans = [s for s in _scans(plan) if s[1] == "sessions" and s[0].endswith("Scan")]
