@@ -4,6 +4,7 @@ PostgreSQL and Redis), including the unhappy paths the OAuth issue lists."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -137,17 +138,19 @@ async def authorize(
         f"/auth/oauth/{provider}/authorize", params={"redirect_uri": REDIRECT, **query}, headers=headers
     )
     assert response.status_code == 200, response.text
-    answer = await idp.authorize(response.json()["authorization_url"])
+    started = response.json()
+    answer = await idp.authorize(started["authorization_url"])
     assert answer.redirect_uri == REDIRECT
-    return answer
+    if answer.form_post:  # the browser posts Apple's form, and sends the binding cookie with it
+        return answer
+    # A web app's page posts the code and state with the binding it kept from `authorize`.
+    return dataclasses.replace(answer, params={**answer.params, "binding": started["binding"]})
 
 
 async def callback(stack: Stack, provider: str, answer: AuthorizationResponse) -> httpx.Response:
     if answer.form_post:  # Apple POSTs a form to the redirect URI
         return await stack.gateway.post(f"/auth/oauth/{provider}/callback", data=answer.params)
-    return await stack.gateway.post(
-        f"/auth/oauth/{provider}/callback", json={"code": answer.code, "state": answer.state}
-    )
+    return await stack.gateway.post(f"/auth/oauth/{provider}/callback", json=answer.params)
 
 
 async def sign_in(stack: Stack, provider: str) -> dict[str, Any]:
@@ -189,13 +192,17 @@ async def test_web_sign_in_through_the_gateway_gives_a_working_token_pair(
 @pytest.mark.parametrize("provider", ["google", "apple"])
 async def test_native_app_sign_in_through_the_gateway(stack: Stack, provider: str) -> None:
     idp = stack.google if provider == "google" else stack.apple
-    nonce = uuid.uuid4().hex * 2
+    issued = await stack.gateway.post(f"/auth/oauth/{provider}/nonce")
+    assert issued.status_code == 200, issued.text
+    nonce = issued.json()["nonce"]
     in_token = hashlib.sha256(nonce.encode()).hexdigest() if provider == "apple" else nonce
     body = {"id_token": idp.issue_id_token(nonce=in_token, audience=idp.native_client_ids[0]), "nonce": nonce}
     response = await stack.gateway.post(f"/auth/oauth/{provider}/callback", json=body)
     assert response.status_code == 200, response.text
     me = await stack.gateway.get("/auth/me", headers=bearer(response.json()))
     assert me.json()["email"] == idp.user.email
+    replayed = await stack.gateway.post(f"/auth/oauth/{provider}/callback", json=body)
+    assert problem(replayed, 400) == "invalid_nonce"
 
 
 async def test_linking_and_unlinking_apple_revokes_the_token_at_apple(stack: Stack) -> None:
@@ -237,9 +244,21 @@ async def test_database_holds_no_plaintext_provider_token(stack: Stack) -> None:
 async def test_wrong_state_is_refused(stack: Stack) -> None:
     answer = await authorize(stack, "google", stack.google)
     response = await stack.gateway.post(
-        "/auth/oauth/google/callback", json={"code": answer.code, "state": answer.state[::-1]}
+        "/auth/oauth/google/callback", json={**answer.params, "state": answer.state[::-1]}
     )
     assert problem(response, 400) == "invalid_state"
+
+
+async def test_stolen_code_and_state_without_the_binding_are_refused(stack: Stack) -> None:
+    answer = await authorize(stack, "google", stack.google)
+    stolen = {"code": answer.code, "state": answer.state}
+    async with httpx.AsyncClient(base_url=str(stack.gateway.base_url), timeout=10) as attacker:
+        missing = await attacker.post("/auth/oauth/google/callback", json=stolen)
+        forged = await attacker.post(
+            "/auth/oauth/google/callback", json={**stolen, "binding": "attacker-guess-" + "x" * 30}
+        )
+    assert problem(missing, 400) == "binding_missing"
+    assert problem(forged, 400) == "binding_mismatch"
 
 
 async def test_reused_state_is_refused(stack: Stack) -> None:

@@ -193,16 +193,22 @@ def running_stack(postgres_url: str, redis_url: str, keys_dir: Path) -> Iterator
 # cannot state (a password's strength, an opaque cursor, a relative time bound, a state the
 # server holds): the status and the only codes it may carry. Anything else refused is a
 # finding (schemathesis' positive_data_acceptance).
+OAUTH_FLOW_REFUSALS = frozenset(
+    {
+        "binding_missing",
+        "binding_mismatch",
+        "invalid_state",
+        "invalid_nonce",
+        "invalid_grant",
+        "authorization_denied",
+    }
+)
 DOCUMENTED_REFUSALS: dict[str, dict[int, frozenset[str]]] = {
     "POST /auth/register": {422: frozenset({"weak_password"})},
     "GET /auth/sessions": {400: frozenset({"invalid_cursor"})},
     "GET /auth/oauth/{provider}/authorize": {400: frozenset({"redirect_uri_not_allowed"})},
-    "POST /auth/oauth/{provider}/callback": {
-        400: frozenset({"invalid_state", "invalid_grant", "authorization_denied"})
-    },
-    "POST /auth/oauth/{provider}/link": {
-        400: frozenset({"invalid_state", "invalid_grant", "authorization_denied"})
-    },
+    "POST /auth/oauth/{provider}/callback": {400: OAUTH_FLOW_REFUSALS},
+    "POST /auth/oauth/{provider}/link": {400: OAUTH_FLOW_REFUSALS},
     "GET /history": {400: frozenset({"invalid_cursor"}), 422: frozenset({"invalid_range"})},
     "POST /history": {
         413: frozenset({"event_data_too_large"}),

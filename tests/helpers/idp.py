@@ -6,13 +6,15 @@ It serves what the real ones do, and checks what they check:
 - ``/authorize``: checks client id, redirect URI, PKCE S256 challenge, nonce and state, then
   "signs in" ``idp.user`` and sends the browser back: a 302 to ``redirect_uri?code&state``
   (Google), or with ``response_mode=form_post`` an auto-submitting HTML form with ``code``,
-  ``state`` and, on that user's first authorization, ``user`` (Apple).
+  ``state``, an ``id_token`` and, on that user's first authorization, ``user`` (Apple).
 - ``/token``: checks client authentication (Google: the client secret; Apple: the ES256
   client-secret JWT against the team's public key: ``kid``, ``iss`` = team id, ``sub`` =
   client id, ``aud`` = https://appleid.apple.com, not expired, at most six months long), the
   code (single use, bound to client and redirect URI) and the PKCE verifier; answers tokens
   and an RS256 id_token.
-- ``/jwks``: its public signing keys. ``rotate_signing_key()`` switches to a new key.
+- ``/jwks``: its public signing keys, with ``Cache-Control: public, max-age=...`` as Google
+  sends it (``jwks_max_age``). ``rotate_signing_key()`` switches to a new key (both stay
+  published); ``withdraw_signing_key(kid)`` stops publishing one.
 - ``/revoke``: checks client authentication and records the token (``idp.revoked``).
 
 Switches for unhappy paths (``idp.faults``): id_tokens for another audience, expired, signed
@@ -40,10 +42,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import jwt
 from aiohttp import web
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import RSAAlgorithm
 
 APPLE_AUDIENCE = "https://appleid.apple.com"
 SIX_MONTHS = 15_777_000
@@ -122,6 +125,22 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class _SigningKey:
+    kid: str
+    private: rsa.RSAPrivateKey
+
+    @classmethod
+    def new(cls, kid: str | None = None) -> _SigningKey:
+        return cls(
+            kid or secrets.token_hex(8), rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}
+
+
 class StandInIdentityProvider:
     def __init__(
         self,
@@ -132,7 +151,7 @@ class StandInIdentityProvider:
         native_client_ids: tuple[str, ...] = (),
         team_id: str | None = None,
         key_id: str | None = None,
-        team_public_key: ECKey | None = None,
+        team_public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> None:
         if kind == "google" and not client_secret:
             raise ValueError("a Google-like provider needs a client secret")
@@ -154,7 +173,8 @@ class StandInIdentityProvider:
         self.issued_tokens: list[str] = []  # every access and refresh token it handed out
         self._codes: dict[str, _Code] = {}
         self._authorized_subs: set[str] = set()
-        self._keys: list[RSAKey] = [self._new_signing_key()]
+        self._keys: list[_SigningKey] = [_SigningKey.new()]
+        self.jwks_max_age = 19_800  # what Google's JWKS answers carry
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,22 +191,19 @@ class StandInIdentityProvider:
 
     @classmethod
     def apple(cls, **kwargs: Any) -> StandInIdentityProvider:
-        team_key = ECKey.generate_key("P-256", private=True)
+        team_key = ec.generate_private_key(ec.SECP256R1())
         kwargs.setdefault("client_id", "com.example.web")
         kwargs.setdefault("native_client_ids", ("com.example.app",))
         kwargs.setdefault("team_id", "TEAM123456")
         kwargs.setdefault("key_id", "KEY7890ABC")
-        idp = cls("apple", team_public_key=ECKey.import_key(team_key.as_dict(private=False)), **kwargs)
-        idp.team_private_key_pem = team_key.as_pem(private=True).decode()
+        idp = cls("apple", team_public_key=team_key.public_key(), **kwargs)
+        idp.team_private_key_pem = team_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         idp.user = IdpUser(
             sub="001234.abcdef", email="someone@privaterelay.example.com", first_name="Some", last_name="One"
         )
         return idp
-
-    @staticmethod
-    def _new_signing_key() -> RSAKey:
-        key = RSAKey.generate_key(2048, private=True)
-        return RSAKey.import_key(key.as_dict(private=True, kid=secrets.token_hex(8), alg="RS256", use="sig"))
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -200,13 +217,25 @@ class StandInIdentityProvider:
 
     @property
     def current_kid(self) -> str:
-        return str(self._keys[-1].kid)
+        return self._keys[-1].kid
 
     def rotate_signing_key(self) -> str:
         """Sign with a new key from now on (both stay published), like a provider's rotation."""
         with self._lock:
-            self._keys.append(self._new_signing_key())
+            self._keys.append(_SigningKey.new())
         return self.current_kid
+
+    def withdraw_signing_key(self, kid: str) -> None:
+        """Stop publishing (and signing with) the key ``kid``, as a provider retires a key."""
+        with self._lock:
+            self._keys = [key for key in self._keys if key.kid != kid]
+            if not self._keys:
+                self._keys.append(_SigningKey.new())
+
+    def sign_with_current_key(self, claims: dict[str, Any], kid: str | None = None) -> str:
+        """``claims`` signed RS256 with the current key, under its ``kid`` or the one given."""
+        key = self._keys[-1]
+        return jwt.encode(claims, key.private, algorithm="RS256", headers={"kid": kid or key.kid})
 
     # -- running -----------------------------------------------------------------------------
 
@@ -318,6 +347,8 @@ class StandInIdentityProvider:
             self._authorized_subs.add(user.sub)
         params = {"code": code, "state": q["state"]}
         if q.get("response_mode") == "form_post":
+            if self.kind == "apple":
+                params["id_token"] = self.issue_id_token(user, nonce=q["nonce"])
             if first and self.kind == "apple":
                 params["user"] = json.dumps(
                     {"name": {"firstName": user.first_name, "lastName": user.last_name}, "email": user.email}
@@ -349,12 +380,18 @@ class StandInIdentityProvider:
     def _apple_client_secret_valid(self, secret: str) -> bool:
         assert self.team_public_key is not None
         try:
-            token = jwt.decode(secret, self.team_public_key, algorithms=["ES256"])
-        except (JoseError, ValueError):
+            header = jwt.get_unverified_header(secret)
+            c = jwt.decode(
+                secret,
+                self.team_public_key,
+                algorithms=["ES256"],
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError:
             return False
-        c, now = token.claims, time.time()
+        now = time.time()
         return (
-            token.header.get("kid") == self.key_id
+            header.get("kid") == self.key_id
             and c.get("iss") == self.team_id
             and c.get("sub") == self.client_id
             and c.get("aud") == APPLE_AUDIENCE
@@ -402,8 +439,10 @@ class StandInIdentityProvider:
 
     async def _jwks(self, request: web.Request) -> web.Response:
         with self._lock:
-            keys = [key.as_dict(private=False) for key in self._keys]
-        return web.json_response({"keys": keys})
+            keys = [key.public_jwk() for key in self._keys]
+        return web.json_response(
+            {"keys": keys}, headers={"Cache-Control": f"public, max-age={self.jwks_max_age}"}
+        )
 
     async def _revoke(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
@@ -453,11 +492,8 @@ class StandInIdentityProvider:
             claims["is_private_email"] = "false"
         key = self._keys[-1]
         if f.bad_signature:
-            impostor = RSAKey.generate_key(2048, private=True)
-            key = RSAKey.import_key(impostor.as_dict(private=True, kid=key.kid, alg="RS256"))
-        return jwt.encode(
-            {"alg": "RS256", "kid": str(key.kid), "typ": "JWT"}, claims, key, algorithms=["RS256"]
-        )
+            key = _SigningKey.new(kid=key.kid)  # the published kid, an unpublished key
+        return jwt.encode(claims, key.private, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
 
     # -- the browser's part ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -110,13 +111,29 @@ def service(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> OAuthService:
     return app_and_client[0].state.oauth_service  # type: ignore[no-any-return]
 
 
-async def start(client: httpx.AsyncClient, provider: str, idp: StandInIdentityProvider, **headers: str):  # type: ignore[no-untyped-def]
+async def authorize(client: httpx.AsyncClient, provider: str, **headers: str) -> dict[str, Any]:
     link = "&link=true" if headers else ""
     response = await client.get(
         f"/auth/oauth/{provider}/authorize?redirect_uri={REDIRECT}{link}", headers=headers
     )
     assert response.status_code == 200, response.text
-    return await idp.authorize(response.json()["authorization_url"])
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def start(client: httpx.AsyncClient, provider: str, idp: StandInIdentityProvider, **headers: str):  # type: ignore[no-untyped-def]
+    """Start a web flow as a browser does: the client keeps the binding cookie it was given."""
+    return await idp.authorize((await authorize(client, provider, **headers))["authorization_url"])
+
+
+async def native_body(
+    client: httpx.AsyncClient, provider: str, idp: StandInIdentityProvider
+) -> dict[str, str]:
+    """What a native app sends: an id_token from the SDK, bound to a nonce we issued."""
+    issued = await client.post(f"/auth/oauth/{provider}/nonce")
+    assert issued.status_code == 200, issued.text
+    nonce = issued.json()["nonce"]
+    sent = hashlib.sha256(nonce.encode()).hexdigest() if provider == "apple" else nonce
+    return {"id_token": idp.issue_id_token(nonce=sent, audience=idp.native_client_ids[0]), "nonce": nonce}
 
 
 async def web_sign_in(
@@ -199,19 +216,118 @@ async def test_apple_form_post_sign_in_works_and_stores_tokens_encrypted(
 
 
 @pytest.mark.parametrize("provider", ["google", "apple"])
-async def test_native_app_id_token_signs_in_once_per_nonce(
+async def test_native_app_id_token_signs_in_once_per_issued_nonce(
     client: httpx.AsyncClient, provider: str, request: pytest.FixtureRequest
 ) -> None:
     idp: StandInIdentityProvider = request.getfixturevalue(f"{provider}_idp")
-    nonce = uuid.uuid4().hex + uuid.uuid4().hex
-    sent = hashlib.sha256(nonce.encode()).hexdigest() if provider == "apple" else nonce
-    id_token = idp.issue_id_token(nonce=sent, audience=idp.native_client_ids[0])
-    body = {"id_token": id_token, "nonce": nonce}
+    issued = await client.post(f"/auth/oauth/{provider}/nonce")
+    assert issued.headers["cache-control"] == "no-store"
+    assert issued.json()["expires_in"] == 600
+    body = await native_body(client, provider, idp)
     first = await client.post(f"/auth/oauth/{provider}/callback", json=body)
     assert first.status_code == 200, first.text
     replay = await client.post(f"/auth/oauth/{provider}/callback", json=body)
-    assert replay.status_code == 401
-    assert replay.json()["code"] == "invalid_id_token"
+    assert replay.status_code == 400
+    assert replay.json()["code"] == "invalid_nonce"
+
+
+async def test_apple_native_token_replayed_with_its_hashed_nonce_is_refused(
+    client: httpx.AsyncClient, apple_idp: StandInIdentityProvider
+) -> None:
+    body = await native_body(client, "apple", apple_idp)
+    assert (await client.post("/auth/oauth/apple/callback", json=body)).status_code == 200
+    # The token carries SHA-256(nonce); sent as the nonce it matches the claim as-is.
+    hashed = {**body, "nonce": hashlib.sha256(body["nonce"].encode()).hexdigest()}
+    replay = await client.post("/auth/oauth/apple/callback", json=hashed)
+    assert replay.status_code == 400
+    assert replay.json()["code"] == "invalid_nonce"
+
+
+async def test_native_nonce_the_server_never_issued_is_refused(
+    client: httpx.AsyncClient, google_idp: StandInIdentityProvider
+) -> None:
+    nonce = uuid.uuid4().hex * 2  # made up by the app (or an attacker)
+    body = {
+        "id_token": google_idp.issue_id_token(nonce=nonce, audience="ios-client.apps.example.com"),
+        "nonce": nonce,
+    }
+    response = await client.post("/auth/oauth/google/callback", json=body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_nonce"
+
+
+async def test_a_web_flow_id_token_is_not_accepted_on_the_native_path(
+    client: httpx.AsyncClient, apple_idp: StandInIdentityProvider
+) -> None:
+    answer = await start(client, "apple", apple_idp)  # Apple's form_post carries an id_token
+    web_token = answer.params["id_token"]
+    nonce = jwt.decode(web_token, options={"verify_signature": False})["nonce"]
+    response = await client.post("/auth/oauth/apple/callback", json={"id_token": web_token, "nonce": nonce})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_nonce"
+
+
+async def test_a_native_nonce_is_for_one_provider(
+    client: httpx.AsyncClient, google_idp: StandInIdentityProvider
+) -> None:
+    nonce = (await client.post("/auth/oauth/apple/nonce")).json()["nonce"]
+    token = google_idp.issue_id_token(nonce=nonce, audience="ios-client.apps.example.com")
+    response = await client.post("/auth/oauth/google/callback", json={"id_token": token, "nonce": nonce})
+    assert response.json()["code"] == "invalid_nonce"
+
+
+# -- binding the web flow to the client that started it -------------------------------------
+
+
+async def test_authorize_binds_the_flow_with_an_httponly_lax_cookie_and_a_binding(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(f"/auth/oauth/google/authorize?redirect_uri={REDIRECT}")
+    started = response.json()
+    assert set(started) == {"authorization_url", "binding", "expires_in"}
+    assert started["binding"] not in started["authorization_url"]
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"oauth_binding={started['binding']};")
+    assert {"HttpOnly", "Path=/auth/oauth", "SameSite=lax", "Max-Age=600"} <= {
+        part.strip() for part in cookie.split(";")
+    }
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_code_and_state_are_redeemable_only_by_the_client_that_started_the_flow(
+    client: httpx.AsyncClient,
+    google_idp: StandInIdentityProvider,
+    make_settings: Callable[..., AuthServiceSettings],
+) -> None:
+    answer = await start(client, "google", google_idp)  # the victim's flow
+    stolen = {"code": answer.code, "state": answer.state}
+    attacker = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)  # no cookie
+    async with attacker:
+        own = await authorize(attacker, "google")  # a binding of the attacker's own
+        attacker.cookies.clear()
+        missing = await attacker.post("/auth/oauth/google/callback", json=stolen)
+        mismatch = await attacker.post(
+            "/auth/oauth/google/callback", json={**stolen, "binding": own["binding"]}
+        )
+    assert (missing.status_code, missing.json()["code"]) == (400, "binding_missing")
+    assert (mismatch.status_code, mismatch.json()["code"]) == (400, "binding_mismatch")
+    # The refused attempt used the state up: nobody signs in with it now.
+    again = await client.post("/auth/oauth/google/callback", json=stolen)
+    assert again.json()["code"] == "invalid_state"
+
+
+async def test_a_callback_without_its_binding_keeps_the_state_for_the_real_one(
+    client: httpx.AsyncClient, google_idp: StandInIdentityProvider
+) -> None:
+    started = await authorize(client, "google")
+    answer = await google_idp.authorize(started["authorization_url"])
+    client.cookies.clear()  # an app that keeps the binding itself rather than the cookie
+    body = {"code": answer.code, "state": answer.state}
+    missing = await client.post("/auth/oauth/google/callback", json=body)
+    assert missing.json()["code"] == "binding_missing"
+    signed_in = await client.post("/auth/oauth/google/callback", json={**body, "binding": started["binding"]})
+    assert signed_in.status_code == 200, signed_in.text
+    assert 'oauth_binding=""' in signed_in.headers["set-cookie"]  # the cookie is cleared
 
 
 # -- unhappy paths ---------------------------------------------------------------------------
@@ -220,8 +336,9 @@ async def test_native_app_id_token_signs_in_once_per_nonce(
 async def test_reused_state_is_refused(
     client: httpx.AsyncClient, google_idp: StandInIdentityProvider
 ) -> None:
-    answer = await start(client, "google", google_idp)
-    body = {"code": answer.code, "state": answer.state}
+    started = await authorize(client, "google")
+    answer = await google_idp.authorize(started["authorization_url"])
+    body = {"code": answer.code, "state": answer.state, "binding": started["binding"]}
     assert (await client.post("/auth/oauth/google/callback", json=body)).status_code == 200
     again = await client.post("/auth/oauth/google/callback", json=body)
     assert again.status_code == 400
@@ -230,7 +347,9 @@ async def test_reused_state_is_refused(
 
 @pytest.mark.parametrize("state", ["made-up-state-value-0123456789", "x"])
 async def test_unknown_state_is_refused(client: httpx.AsyncClient, state: str) -> None:
-    response = await client.post("/auth/oauth/google/callback", json={"code": "abc", "state": state})
+    response = await client.post(
+        "/auth/oauth/google/callback", json={"code": "abc", "state": state, "binding": "b" * 43}
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_state"
 
@@ -289,6 +408,7 @@ async def test_unknown_provider_is_404(client: httpx.AsyncClient) -> None:
     for response in (
         await client.get(f"/auth/oauth/myspace/authorize?redirect_uri={REDIRECT}"),
         await client.post("/auth/oauth/myspace/callback", json={"code": "c", "state": "s" * 20}),
+        await client.post("/auth/oauth/myspace/nonce"),
     ):
         assert response.status_code == 404
         assert response.json()["code"] == "unknown_provider"
@@ -301,7 +421,8 @@ async def test_provider_without_configuration_is_404_not_a_crash(
     async with serve_app(app) as client:
         response = await client.get(f"/auth/oauth/apple/authorize?redirect_uri={REDIRECT}")
         native = await client.post("/auth/oauth/apple/callback", json={"id_token": "x", "nonce": "n" * 20})
-    for answer in (response, native):
+        nonce = await client.post("/auth/oauth/apple/nonce")
+    for answer in (response, native, nonce):
         assert answer.status_code == 404
         assert answer.json()["code"] == "provider_not_configured"
         assert "Apple" in answer.json()["detail"]
@@ -418,20 +539,19 @@ async def test_a_provider_account_links_to_one_user_only(
     _, first = await signed_in_user(client)
     _, second = await signed_in_user(client)
 
-    def native() -> dict[str, str]:
-        nonce = uuid.uuid4().hex * 2
-        return {"id_token": apple_idp.issue_id_token(nonce=nonce, audience="com.example.app"), "nonce": nonce}
+    async def native() -> dict[str, str]:
+        return await native_body(client, "apple", apple_idp)
 
     assert (
-        await client.post("/auth/oauth/apple/link", json=native(), headers=first.headers)
+        await client.post("/auth/oauth/apple/link", json=await native(), headers=first.headers)
     ).status_code == 200
-    again = await client.post("/auth/oauth/apple/link", json=native(), headers=first.headers)
+    again = await client.post("/auth/oauth/apple/link", json=await native(), headers=first.headers)
     assert again.status_code == 200  # linking the same account twice changes nothing
-    taken = await client.post("/auth/oauth/apple/link", json=native(), headers=second.headers)
+    taken = await client.post("/auth/oauth/apple/link", json=await native(), headers=second.headers)
     assert taken.status_code == 409
     assert taken.json()["code"] == "provider_account_in_use"
     apple_idp.user = IdpUser(sub="another-apple-id", email=unique_email())
-    other = await client.post("/auth/oauth/apple/link", json=native(), headers=first.headers)
+    other = await client.post("/auth/oauth/apple/link", json=await native(), headers=first.headers)
     assert other.status_code == 409
     assert other.json()["code"] == "provider_already_linked"
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from joserfc import jwt
-from joserfc.jwk import ECKey
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from foundation.auth.oauth.base import Identity, OpenIDProvider, claim_is_true
 
@@ -33,12 +34,16 @@ MAX_CLIENT_SECRET_SECONDS = 15_777_000  # Apple's limit: six months
 DEFAULT_CLIENT_SECRET_SECONDS = 30 * 24 * 3600
 
 
-def load_private_key(value: str) -> ECKey:
+def load_private_key(value: str) -> ec.EllipticCurvePrivateKey:
     """A PEM text, or a path to a PEM file (``OAUTH_APPLE_PRIVATE_KEY``)."""
     text = value if "-----BEGIN" in value else Path(value).read_text()
-    key = ECKey.import_key(text.replace("\\n", "\n").strip().encode())
-    if not key.is_private or key.curve_name != "P-256":
-        raise ValueError("OAUTH_APPLE_PRIVATE_KEY must be the team's P-256 private key (.p8)")
+    problem = "OAUTH_APPLE_PRIVATE_KEY must be the team's P-256 private key (.p8)"
+    try:
+        key = load_pem_private_key(text.replace("\\n", "\n").strip().encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(problem) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(problem)
     return key
 
 
@@ -75,7 +80,7 @@ class AppleProvider(OpenIDProvider):
         *,
         team_id: str,
         key_id: str,
-        private_key: str | ECKey,
+        private_key: str | ec.EllipticCurvePrivateKey,
         metadata_url: str = APPLE_METADATA_URL,
         client_secret_seconds: int = DEFAULT_CLIENT_SECRET_SECONDS,
         clock: Callable[[], float] = time.time,
@@ -86,7 +91,11 @@ class AppleProvider(OpenIDProvider):
             raise ValueError("an Apple client secret may live at most six months")
         self.team_id = team_id
         self.key_id = key_id
-        self._key = private_key if isinstance(private_key, ECKey) else load_private_key(private_key)
+        self._key = (
+            private_key
+            if isinstance(private_key, ec.EllipticCurvePrivateKey)
+            else load_private_key(private_key)
+        )
         self._secret_seconds = client_secret_seconds
         self._secret: str | None = None
         self._secret_renew_at = 0.0
@@ -97,7 +106,6 @@ class AppleProvider(OpenIDProvider):
         if self._secret is None or now >= self._secret_renew_at:
             issued = int(now)
             self._secret = jwt.encode(
-                {"alg": "ES256", "kid": self.key_id},
                 {
                     "iss": self.team_id,
                     "iat": issued,
@@ -106,7 +114,8 @@ class AppleProvider(OpenIDProvider):
                     "sub": self.client_id,
                 },
                 self._key,
-                algorithms=["ES256"],
+                algorithm="ES256",
+                headers={"kid": self.key_id},
             )
             self._secret_renew_at = issued + self._secret_seconds / 2
         return self._secret

@@ -7,11 +7,14 @@ the revocation endpoint. Subclasses (``google.py``, ``apple.py``) add what diffe
 client authenticates, extra authorization parameters, how claims become an ``Identity``.
 
 Library choice: Authlib builds the protocol messages (authorization URI, token request,
-PKCE challenge) and validates the OpenID claims (``authlib.oidc.core.CodeIDToken``);
-joserfc, Authlib's own JOSE successor (``authlib.jose`` is deprecated since Authlib 1.7),
-verifies and signs the JWTs. HTTP goes through a plain ``httpx.AsyncClient`` rather than
-Authlib's httpx integration, which is deprecated in favour of ``httpx2`` and would hide the
-timeouts and error mapping we want to control.
+PKCE challenge, the ``at_hash`` half-hash); PyJWT, which also signs and verifies
+auth-service's own tokens, does every JOSE operation (id_token signature and claims, the JWKS
+keys, Apple's client-secret JWT), so one library, one set of errors and one algorithm
+allow-list cover all of them. The provider's JWKS is kept by ``foundation.auth.keys``'s
+``JwksKeySource``, the same refresh policy as auth-service's own keys: a key the provider
+withdraws stops verifying within minutes. HTTP goes through a plain ``httpx.AsyncClient``
+rather than Authlib's httpx integration, which is deprecated in favour of ``httpx2`` and
+would hide the timeouts and error mapping we want to control.
 """
 
 from __future__ import annotations
@@ -24,20 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
+import jwt
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
-from authlib.oidc.core import CodeIDToken
-from joserfc import jwt
-from joserfc.errors import (
-    BadSignatureError,
-    ClaimError,
-    ExpiredTokenError,
-    InvalidClaimError,
-    JoseError,
-    MissingClaimError,
-)
-from joserfc.jws import extract_compact
+from authlib.oidc.core.util import create_half_hash
 
-from foundation.auth.oauth.jwks import JwksCache, JwksUnavailable, UnknownSigningKey
+from foundation.auth.jwks import JwksPolicy, JwksUnavailable, UnknownSigningKey
+from foundation.auth.keys import PROVIDER_KEY_TYPES, JwksKeySource
 from foundation.auth.oauth.pkce import s256_challenge
 from foundation.shared.errors import BadGateway, BadRequest, Unauthorized
 
@@ -138,7 +133,8 @@ class OpenIDProvider:
         http: httpx.AsyncClient | None = None,
         leeway: int = 60,
         metadata_max_age: float = 24 * 3600.0,
-        jwks_min_refresh_interval: float = 30.0,
+        jwks_policy: JwksPolicy | None = None,
+        jwks_clock: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.metadata_url = metadata_url
@@ -152,7 +148,14 @@ class OpenIDProvider:
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = 0.0
         self._metadata_max_age = metadata_max_age
-        self.jwks = JwksCache(self._http, self._jwks_uri, min_refresh_interval=jwks_min_refresh_interval)
+        self.jwks = JwksKeySource(
+            self._jwks_uri,
+            policy=jwks_policy,
+            key_types=PROVIDER_KEY_TYPES,
+            what=f"{self.name} JWKS",
+            client=self._http,
+            clock=jwks_clock,
+        )
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -289,8 +292,8 @@ class OpenIDProvider:
         """
         metadata = await self.metadata()
         try:
-            header = extract_compact(id_token.encode()).protected
-        except (JoseError, ValueError, UnicodeError) as exc:
+            header = jwt.get_unverified_header(id_token)
+        except jwt.PyJWTError as exc:
             raise InvalidIdToken("id_token is not a signed JWT") from exc
         alg = header.get("alg")
         allowed = SIGNING_ALGORITHMS.intersection(metadata.id_token_signing_alg_values_supported)
@@ -306,30 +309,44 @@ class OpenIDProvider:
         except JwksUnavailable as exc:
             raise ProviderUnavailable(f"{self.name} signing keys are unavailable") from exc
         try:
-            token = jwt.decode(id_token, key, algorithms=[alg])
-        except BadSignatureError as exc:
+            claims: dict[str, Any] = jwt.decode(
+                id_token,
+                key,
+                algorithms=[alg],
+                audience=list(self.audiences),
+                issuer=self.accepted_issuers(metadata),
+                leeway=self.leeway,
+                options={"require": ["iss", "aud", "sub", "exp", "iat"]},
+            )
+        except jwt.InvalidSignatureError as exc:
             raise InvalidIdToken("id_token signature is invalid") from exc
-        except (JoseError, ValueError) as exc:
-            raise InvalidIdToken("id_token could not be verified") from exc
-
-        options: dict[str, Any] = {
-            "iss": {"essential": True, "values": self.accepted_issuers(metadata)},
-            "aud": {"essential": True, "values": list(self.audiences)},
-            "sub": {"essential": True},
-            "exp": {"essential": True},
-        }
-        claims = CodeIDToken(token.claims, token.header, options, {"access_token": access_token})
-        try:
-            claims.validate(now=int(self._clock()), leeway=self.leeway)
-        except ExpiredTokenError as exc:
+        except jwt.ExpiredSignatureError as exc:
             raise InvalidIdToken("id_token has expired") from exc
-        except (InvalidClaimError, MissingClaimError) as exc:
+        except jwt.MissingRequiredClaimError as exc:
             raise InvalidIdToken(_claim_problem(exc.claim)) from exc
-        except ClaimError as exc:
-            raise InvalidIdToken("id_token claims are invalid") from exc
-        self._check_authorized_party(token.claims)
-        self._check_nonce(token.claims.get("nonce"), self.nonce_candidates(nonce) if native else (nonce,))
-        return self.identity(token.claims)
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidIdToken(_claim_problem("aud")) from exc
+        except jwt.InvalidIssuerError as exc:
+            raise InvalidIdToken(_claim_problem("iss")) from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise InvalidIdToken(_claim_problem("iat")) from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidIdToken("id_token could not be verified") from exc
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise InvalidIdToken(_claim_problem("sub"))
+        self._check_access_token_hash(claims.get("at_hash"), access_token, alg)
+        self._check_authorized_party(claims)
+        self._check_nonce(claims.get("nonce"), self.nonce_candidates(nonce) if native else (nonce,))
+        return self.identity(claims)
+
+    @staticmethod
+    def _check_access_token_hash(at_hash: object, access_token: str | None, alg: str) -> None:
+        # OIDC Core 3.1.3.8: optional in the code flow; when present it must match.
+        if at_hash is None or access_token is None:
+            return
+        expected = create_half_hash(access_token, alg) or b""
+        if not isinstance(at_hash, str) or not hmac.compare_digest(at_hash.encode(), expected):
+            raise InvalidIdToken(_claim_problem("at_hash"))
 
     def _check_authorized_party(self, claims: Mapping[str, Any]) -> None:
         # OIDC Core 3.1.3.7: several audiences need an azp, and it must be one of ours.

@@ -7,10 +7,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
-from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey
+from jwt.types import Options
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from foundation.auth.jwks import JwksPolicy
 from foundation.auth.oauth import (
     AppleProvider,
     GoogleProvider,
@@ -26,6 +29,9 @@ from foundation.devstack.embedded import free_port
 from tests.helpers.idp import StandInIdentityProvider
 
 REDIRECT = "https://app.example.com/auth/callback"
+# The client-secret tests run the provider's clock at a fixed instant: check the signature and
+# claims, not the time against this machine's.
+AT_A_FAKE_TIME: Options = {"verify_exp": False, "verify_iat": False}
 
 
 @pytest.fixture(scope="module")
@@ -196,12 +202,7 @@ async def test_unsigned_and_hmac_id_tokens_are_refused(
     google: GoogleProvider, google_idp: StandInIdentityProvider
 ) -> None:
     claims = {"iss": google_idp.issuer, "aud": google.client_id, "sub": "x", "exp": int(time.time()) + 60}
-    hmac_token = jwt.encode(
-        {"alg": "HS256", "kid": google_idp.current_kid},
-        claims,
-        OctKey.import_key(b"k" * 32),
-        algorithms=["HS256"],
-    )
+    hmac_token = jwt.encode(claims, b"k" * 32, algorithm="HS256", headers={"kid": google_idp.current_kid})
     header_none = "eyJhbGciOiJub25lIn0"  # {"alg":"none"}
     unsigned = header_none + "." + hmac_token.split(".")[1] + "."
     for token in (hmac_token, unsigned):
@@ -247,16 +248,16 @@ async def test_rotated_provider_key_is_fetched_once_and_forged_kids_do_not_refet
         client_id=google_idp.client_id,
         client_secret="x",
         metadata_url=google_idp.metadata_url,
-        jwks_min_refresh_interval=0.0,
+        jwks_policy=JwksPolicy(min_refresh_interval=0.0),
     )
     try:
         await provider.verify_id_token(google_idp.issue_id_token(nonce="n"), nonce="n")
-        assert provider.jwks.fetch_count == 1
+        assert provider.jwks.fetches == 1
         await provider.verify_id_token(google_idp.issue_id_token(nonce="n"), nonce="n")
-        assert provider.jwks.fetch_count == 1  # cached
+        assert provider.jwks.fetches == 1  # cached
         google_idp.rotate_signing_key()
         await provider.verify_id_token(google_idp.issue_id_token(nonce="n"), nonce="n")
-        assert provider.jwks.fetch_count == 2  # unknown kid: refetched once
+        assert provider.jwks.fetches == 2  # unknown kid: refetched once
     finally:
         await provider.aclose()
     throttled = GoogleProvider(
@@ -264,15 +265,41 @@ async def test_rotated_provider_key_is_fetched_once_and_forged_kids_do_not_refet
     )
     try:
         await throttled.verify_id_token(google_idp.issue_id_token(nonce="n"), nonce="n")
-        forged = jwt.encode(
-            {"alg": "RS256", "kid": "forged"}, {"sub": "x"}, google_idp._keys[-1], algorithms=["RS256"]
-        )
+        forged = google_idp.sign_with_current_key({"sub": "x"}, kid="forged")
         for _ in range(3):
             with pytest.raises(InvalidIdToken, match="unknown key"):
                 await throttled.verify_id_token(forged, nonce="n")
-        assert throttled.jwks.fetch_count == 1
+        assert throttled.jwks.fetches == 1
     finally:
         await throttled.aclose()
+
+
+async def test_a_key_the_provider_withdraws_stops_verifying_once_the_cached_set_expires(
+    google_idp: StandInIdentityProvider,
+) -> None:
+    now = [1000.0]
+    provider = GoogleProvider(
+        client_id=google_idp.client_id,
+        client_secret="x",
+        metadata_url=google_idp.metadata_url,
+        jwks_clock=lambda: now[0],
+    )
+    try:
+        old_kid = google_idp.current_kid
+        signed_by_old = google_idp.issue_id_token(nonce="n")
+        await provider.verify_id_token(signed_by_old, nonce="n")
+        google_idp.rotate_signing_key()
+        google_idp.withdraw_signing_key(old_kid)
+        now[0] += 299  # the set is fresh for 300 s (Google's max-age is capped at 5 minutes)
+        assert (await provider.verify_id_token(signed_by_old, nonce="n")).subject == google_idp.user.sub
+        assert provider.jwks.fetches == 1
+        now[0] += 2
+        with pytest.raises(InvalidIdToken, match="unknown key"):
+            await provider.verify_id_token(signed_by_old, nonce="n")
+        assert provider.jwks.fetches == 2
+        assert await provider.verify_id_token(google_idp.issue_id_token(nonce="n"), nonce="n")
+    finally:
+        await provider.aclose()
 
 
 async def test_unreachable_provider_is_a_bad_gateway() -> None:
@@ -319,11 +346,19 @@ async def test_apple_client_secret_is_the_team_signed_jwt_apple_expects(
 ) -> None:
     now = [1_800_000_000.0]
     provider = apple_provider(apple_idp, clock=lambda: now[0], client_secret_seconds=30 * 86400)
+    assert apple_idp.team_public_key is not None
     try:
         secret = await provider.client_secret()
-        token = jwt.decode(secret, apple_idp.team_public_key, algorithms=["ES256"])  # type: ignore[arg-type]
-        assert (token.header["alg"], token.header["kid"]) == ("ES256", apple_idp.key_id)
-        assert token.claims == {
+        header = jwt.get_unverified_header(secret)
+        claims = jwt.decode(
+            secret,
+            apple_idp.team_public_key,
+            algorithms=["ES256"],
+            audience=APPLE_AUDIENCE,
+            options=AT_A_FAKE_TIME,
+        )
+        assert (header["alg"], header["kid"]) == ("ES256", apple_idp.key_id)
+        assert claims == {
             "iss": apple_idp.team_id,
             "sub": apple_idp.client_id,
             "aud": APPLE_AUDIENCE,
@@ -335,8 +370,14 @@ async def test_apple_client_secret_is_the_team_signed_jwt_apple_expects(
         now[0] += 2 * 86400
         renewed = await provider.client_secret()  # past half its life: a new one
         assert renewed != secret
-        fresh = jwt.decode(renewed, apple_idp.team_public_key, algorithms=["ES256"])  # type: ignore[arg-type]
-        assert fresh.claims["iat"] == int(now[0])
+        fresh = jwt.decode(
+            renewed,
+            apple_idp.team_public_key,
+            algorithms=["ES256"],
+            audience=APPLE_AUDIENCE,
+            options=AT_A_FAKE_TIME,
+        )
+        assert fresh["iat"] == int(now[0])
     finally:
         await provider.aclose()
 
@@ -349,7 +390,7 @@ def test_apple_client_secret_may_not_outlive_six_months(apple_idp: StandInIdenti
 async def test_token_endpoint_refuses_a_client_secret_signed_by_another_team(
     apple_idp: StandInIdentityProvider,
 ) -> None:
-    other_team = ECKey.generate_key("P-256", private=True)
+    other_team = ec.generate_private_key(ec.SECP256R1())
     provider = apple_provider(apple_idp)
     provider._key = other_team  # what a wrong OAUTH_APPLE_PRIVATE_KEY amounts to
     try:
@@ -370,10 +411,20 @@ def test_private_key_is_read_from_pem_text_or_a_file(apple_idp: StandInIdentityP
     pem = str(apple_idp.team_private_key_pem)
     path = tmp_path / "AuthKey_TEST.p8"
     path.write_text(pem)
-    assert load_private_key(pem).as_dict() == load_private_key(str(path)).as_dict()
-    assert load_private_key(pem.replace("\n", "\\n")).as_dict() == load_private_key(pem).as_dict()
-    with pytest.raises(ValueError, match="P-256 private key"):
-        load_private_key(ECKey.generate_key("P-256", private=True).as_pem(private=False).decode())
+    numbers = load_private_key(pem).private_numbers()
+    assert load_private_key(str(path)).private_numbers() == numbers
+    assert load_private_key(pem.replace("\n", "\\n")).private_numbers() == numbers
+    public_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    for wrong in (public_pem.decode(), p384.decode()):
+        with pytest.raises(ValueError, match="P-256 private key"):
+            load_private_key(wrong)
 
 
 @pytest.mark.parametrize(

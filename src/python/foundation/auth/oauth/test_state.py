@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from foundation.auth.oauth.state import OAuthStateStore, PendingAuthorization
+from foundation.auth.oauth.state import OAuthStateStore, PendingAuthorization, digest
 from foundation.shared.redis import Keys
 
 
@@ -66,7 +66,51 @@ async def test_expired_state_finds_nothing(redis: aioredis.Redis, redis_prefix: 
     assert await store.take(state) is None
 
 
-async def test_native_nonce_is_accepted_once(store: OAuthStateStore, redis: aioredis.Redis) -> None:
-    assert await store.claim_nonce("apple", "raw-nonce", ttl_seconds=60) is True
-    assert await store.claim_nonce("apple", "raw-nonce", ttl_seconds=60) is False
-    assert await store.claim_nonce("google", "raw-nonce", ttl_seconds=60) is True
+def test_a_flow_is_bound_only_to_the_secret_it_was_started_with() -> None:
+    binding = "b" * 43
+    pending = PendingAuthorization("google", "n" * 43, "v" * 43, "https://app/cb", None, digest(binding))
+    assert pending.bound_to(binding)
+    assert not pending.bound_to("c" * 43)
+    assert not pending.bound_to(None)
+    assert not pending.bound_to(digest(binding))  # the stored hash is no key
+    assert not PENDING.bound_to("")  # a flow saved without a binding matches nothing
+
+
+async def test_the_binding_hash_survives_the_round_trip_and_the_binding_is_not_stored(
+    store: OAuthStateStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    binding = "b" * 43
+    pending = PendingAuthorization("google", "n" * 43, "v" * 43, "https://app/cb", None, digest(binding))
+    state = await store.save(pending)
+    raw = await redis.get(f"{redis_prefix}auth:oauth:state:{state}")
+    assert raw is not None and binding.encode() not in raw
+    taken = await store.take(state)
+    assert taken is not None and taken.bound_to(binding)
+
+
+async def test_a_native_nonce_works_once_for_its_provider_only(store: OAuthStateStore) -> None:
+    nonce = await store.issue_nonce("apple")
+    assert await store.redeem_nonce("google", nonce) is False
+    assert await store.redeem_nonce("apple", nonce) is True
+    assert await store.redeem_nonce("apple", nonce) is False
+
+
+@pytest.mark.parametrize("nonce", ["made-up-by-the-app-0123456789", "short", "x" * 200, "../../etc"])
+async def test_a_nonce_the_store_never_issued_is_refused(store: OAuthStateStore, nonce: str) -> None:
+    assert await store.redeem_nonce("apple", nonce) is False
+
+
+async def test_native_nonces_expire_with_the_state_ttl(
+    store: OAuthStateStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    nonce = await store.issue_nonce("google")
+    [key] = [k async for k in redis.scan_iter(f"{redis_prefix}auth:oauth:native-nonce:google:*")]
+    assert 0 < await redis.ttl(key) <= 300
+    assert nonce.encode() not in key  # kept as a hash
+
+
+async def test_an_id_token_is_claimed_once_by_issuer_subject_and_nonce(store: OAuthStateStore) -> None:
+    assert await store.claim_id_token("https://issuer", "sub-1", "nonce-claim", ttl_seconds=60) is True
+    assert await store.claim_id_token("https://issuer", "sub-1", "nonce-claim", ttl_seconds=60) is False
+    assert await store.claim_id_token("https://issuer", "sub-2", "nonce-claim", ttl_seconds=60) is True
+    assert await store.claim_id_token("https://other", "sub-1", "nonce-claim", ttl_seconds=60) is True

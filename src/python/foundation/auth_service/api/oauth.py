@@ -24,7 +24,14 @@ from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Client, DbSession
 from foundation.auth_service.api.schemas import TokenResponse
 from foundation.auth_service.api.tokens import NO_STORE
-from foundation.auth_service.services.oauth import CallbackData, InvalidState, OAuthService
+from foundation.auth_service.services.oauth import (
+    BindingMismatch,
+    BindingMissing,
+    CallbackData,
+    InvalidNonce,
+    InvalidState,
+    OAuthService,
+)
 from foundation.shared.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from foundation.shared.logging import get_logger
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
@@ -76,8 +83,29 @@ async def get_oauth(request: Request) -> OAuthService:
 OAuth = Annotated[OAuthService, Depends(get_oauth)]
 
 
+# The web flow's binding, for browsers: set by `authorize`, sent back by the browser to the
+# callback on the same site. HttpOnly (scripts need not read it: they may send the `binding`
+# from the answer instead), SameSite=Lax, and only to these routes.
+BINDING_COOKIE = "oauth_binding"
+BINDING_COOKIE_PATH = "/auth/oauth"
+
+
 class AuthorizationUrl(BaseModel):
     authorization_url: str
+    binding: str = Field(
+        description="Send it back with the callback (`binding`), or let the browser send the "
+        "`oauth_binding` cookie set with this answer: only the client that started the sign-in "
+        "can finish it."
+    )
+    expires_in: int = Field(description="Seconds this sign-in may take before it must start again.")
+
+
+class NativeNonce(BaseModel):
+    nonce: str = Field(
+        description="Give it to the provider's SDK (Apple: its SHA-256, hex), then send it with the "
+        "id_token to the callback. Valid once."
+    )
+    expires_in: int
 
 
 class CallbackBody(BaseModel):
@@ -104,6 +132,12 @@ class CallbackBody(BaseModel):
     nonce: str | None = Field(default=None, min_length=16, max_length=512)
     user: str | dict[str, Any] | None = Field(default=None, description="Apple: the name, first time only.")
     error: str | None = Field(default=None, max_length=200)
+    binding: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="Web flow: the `binding` of the authorize answer (or send its cookie).",
+    )
 
     @model_validator(mode="after")
     def _one_shape(self) -> CallbackBody:
@@ -125,6 +159,7 @@ class CallbackBody(BaseModel):
             nonce=None if web else self.nonce,
             user=self.user,
             error=self.error if web else None,
+            binding=self.binding if web else None,
         )
 
 
@@ -139,6 +174,8 @@ async def callback_body(request: Request) -> CallbackBody:
             raw = await request.json()
         except ValueError:
             raw = None
+    if isinstance(raw, dict) and "binding" not in raw and request.cookies.get(BINDING_COOKIE):
+        raw = {**raw, "binding": request.cookies[BINDING_COOKIE]}
     try:
         return CallbackBody.model_validate(raw)
     except ValidationError as exc:
@@ -161,13 +198,22 @@ def _callback_body_schema() -> dict[str, Any]:
     }
     form = {**schema, "properties": form_fields}
     return {
+        "parameters": [
+            {
+                "name": BINDING_COOKIE,
+                "in": "cookie",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The web flow's binding, as `authorize` set it (instead of `binding`).",
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": schema},
                 "application/x-www-form-urlencoded": {"schema": form},
             },
-        }
+        },
     }
 
 
@@ -176,7 +222,10 @@ CALLBACK_BODY = _callback_body_schema()
 PROVIDER_PROBLEMS = (raises(UnknownProvider), raises(ProviderNotConfigured), raises(ProviderUnavailable))
 # What a provider's answer can be refused for (callback and link alike).
 CALLBACK_PROBLEMS = (
+    raises(BindingMissing),
     raises(InvalidState),
+    raises(BindingMismatch),
+    raises(InvalidNonce),
     raises(InvalidGrant),
     raises(BadRequest, "authorization_denied"),
     raises(InvalidIdToken),
@@ -206,15 +255,41 @@ async def authorize(
     oauth: OAuth,
     redirect_uri: Annotated[str, Query(min_length=1, max_length=2048)],
     principal: Annotated[Principal | None, Depends(optional_principal)],
+    request: Request,
+    response: Response,
     link: bool = False,
 ) -> AuthorizationUrl:
     """The provider's sign-in URL (state, nonce and PKCE S256 kept server-side for a few
-    minutes). `link=true` (signed in) starts linking the provider to the current account.
-    404 `unknown_provider` / `provider_not_configured`; 400 `redirect_uri_not_allowed`."""
-    url = await oauth.authorization_url(
+    minutes) and the flow's `binding`, also set as the `oauth_binding` cookie: the callback
+    must bring one of them. `link=true` (signed in) starts linking the provider to the current
+    account. 404 `unknown_provider` / `provider_not_configured`; 400 `redirect_uri_not_allowed`."""
+    started = await oauth.authorization_url(
         provider, redirect_uri, link_user_id=principal.user_id if principal else None
     )
-    return AuthorizationUrl(authorization_url=url)
+    secure = request.app.state.settings.is_production or request.url.scheme == "https"
+    response.set_cookie(
+        BINDING_COOKIE,
+        started.binding,
+        max_age=started.expires_in,
+        path=BINDING_COOKIE_PATH,
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+    response.headers.update(NO_STORE)
+    return AuthorizationUrl(
+        authorization_url=started.url, binding=started.binding, expires_in=started.expires_in
+    )
+
+
+@router.post("/{provider}/nonce", response_model=NativeNonce)
+@documented(raises(UnknownProvider), raises(ProviderNotConfigured), UNAVAILABLE)
+async def native_nonce(provider: Provider, oauth: OAuth, response: Response) -> NativeNonce:
+    """A nonce for a native app's sign-in: pass it to the provider's SDK, then send
+    `{id_token, nonce}` to the callback (or link). Each nonce works once and expires."""
+    nonce, expires_in = await oauth.native_nonce(provider)
+    response.headers.update(NO_STORE)
+    return NativeNonce(nonce=nonce, expires_in=expires_in)
 
 
 @router.post("/{provider}/callback", response_model=TokenResponse, openapi_extra=CALLBACK_BODY)
@@ -228,11 +303,13 @@ async def authorize(
 async def callback(
     provider: Provider, body: Callback, oauth: OAuth, db: DbSession, client: Client, response: Response
 ) -> TokenResponse:
-    """Finish signing in: the same token pair as a password login. 400 `invalid_state` /
-    `invalid_grant`; 401 `invalid_id_token`; 409 `account_exists` when an account already
-    has the provider's email (sign in to it and link instead); 502 `provider_unavailable`."""
+    """Finish signing in: the same token pair as a password login. 400 `binding_missing` /
+    `invalid_state` / `binding_mismatch` / `invalid_grant` / `invalid_nonce`; 401
+    `invalid_id_token`; 409 `account_exists` when an account already has the provider's email
+    (sign in to it and link instead); 502 `provider_unavailable`."""
     pair = await oauth.sign_in(db, provider, body.data(), client)
     response.headers.update(NO_STORE)
+    response.delete_cookie(BINDING_COOKIE, path=BINDING_COOKIE_PATH)
     return TokenResponse(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
@@ -248,12 +325,18 @@ async def callback(
     UNAVAILABLE,
 )
 async def link(
-    provider: Provider, body: Callback, principal: CurrentPrincipal, oauth: OAuth, db: DbSession
+    provider: Provider,
+    body: Callback,
+    principal: CurrentPrincipal,
+    oauth: OAuth,
+    db: DbSession,
+    response: Response,
 ) -> LinkOut:
     """Link the provider account to the signed-in user (same inputs as the callback; a web
     flow must start at `authorize?link=true`). 409 `provider_account_in_use` /
     `provider_already_linked`."""
     row = await oauth.link(db, provider, body.data(), principal.user_id)
+    response.delete_cookie(BINDING_COOKIE, path=BINDING_COOKIE_PATH)
     return LinkOut(provider=row.provider, linked_at=row.created_at.isoformat())
 
 

@@ -1,9 +1,10 @@
 """Sign-in with Google and Apple: accounts by (provider, subject), links, encrypted tokens.
 
-- A callback brings either ``code`` + ``state`` (web flow: the state is taken once from
-  Redis, the code exchanged with the PKCE verifier, the id_token verified with the nonce), or
-  ``id_token`` + ``nonce`` from a native app's SDK (verified the same way; the nonce is
-  accepted once).
+- A callback brings either ``code`` + ``state`` + ``binding`` (web flow: the state is taken
+  once from Redis, the binding must be the secret handed to the client that started the
+  flow, the code is exchanged with the PKCE verifier, the id_token verified with the nonce),
+  or ``id_token`` + ``nonce`` from a native app's SDK (verified the same way; the nonce must be
+  one this service issued for the native path, and is accepted once).
 - Users are found by (``provider``, ``sub``), never by email. A first sign-in creates the
   user with the provider's email only when the provider marks it verified; if any account
   already has that email the answer is 409 ``account_exists`` (sign in to it, then link).
@@ -38,6 +39,7 @@ from foundation.auth.oauth import (
 )
 from foundation.auth.oauth.pkce import new_secret
 from foundation.auth.oauth.registry import KNOWN_PROVIDERS, UnknownProvider
+from foundation.auth.oauth.state import digest
 from foundation.auth_service.models import OAuthProvider, OutboxEvent
 from foundation.auth_service.repository import oauth_providers as links
 from foundation.auth_service.repository import users
@@ -55,6 +57,30 @@ class InvalidState(BadRequest):
     title = "Invalid or expired sign-in state"
 
 
+class BindingMissing(BadRequest):
+    code = "binding_missing"
+    title = "Sign-in binding missing"
+
+
+class BindingMismatch(BadRequest):
+    code = "binding_mismatch"
+    title = "Sign-in started by another client"
+
+
+class InvalidNonce(BadRequest):
+    code = "invalid_nonce"
+    title = "Invalid or expired nonce"
+
+
+@dataclass(frozen=True)
+class StartedAuthorization:
+    """Where to send the user, and the flow's binding: only its holder may finish it."""
+
+    url: str
+    binding: str
+    expires_in: int
+
+
 @dataclass(frozen=True)
 class CallbackData:
     """What a provider's callback or a native app sends (already shape-checked by the API)."""
@@ -65,6 +91,7 @@ class CallbackData:
     nonce: str | None = None
     user: str | Mapping[str, Any] | None = None  # Apple, first authorization only
     error: str | None = None  # the provider's error (e.g. the user cancelled)
+    binding: str | None = None  # web flow: the secret ``authorization_url`` gave its client
 
 
 @dataclass(frozen=True)
@@ -94,18 +121,22 @@ class OAuthService:
 
     async def authorization_url(
         self, provider_name: str, redirect_uri: str, *, link_user_id: uuid.UUID | None = None
-    ) -> str:
+    ) -> StartedAuthorization:
         provider = self.providers.get(provider_name)
         if redirect_uri not in self.redirect_uris:  # exact match, as the providers do
             raise BadRequest("This redirect_uri is not on the allow-list.", code="redirect_uri_not_allowed")
         await provider.metadata()  # an unreachable provider fails here, before a state is stored
-        nonce, verifier = new_secret(), new_secret()
+        nonce, verifier, binding = new_secret(), new_secret(), new_secret()
         state = await self.states.save(
-            PendingAuthorization(provider.name, nonce, verifier, redirect_uri, link_user_id)
+            PendingAuthorization(provider.name, nonce, verifier, redirect_uri, link_user_id, digest(binding))
         )
-        return await provider.authorization_url(
-            redirect_uri, state=state, nonce=nonce, code_verifier=verifier
-        )
+        url = await provider.authorization_url(redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
+        return StartedAuthorization(url, binding, self.states.ttl_seconds)
+
+    async def native_nonce(self, provider_name: str) -> tuple[str, int]:
+        """A single-use nonce for a native app's sign-in, and how many seconds it stays valid."""
+        provider = self.providers.get(provider_name)
+        return await self.states.issue_nonce(provider.name), self.states.ttl_seconds
 
     # -- verifying a callback ----------------------------------------------------------------
 
@@ -115,9 +146,15 @@ class OAuthService:
         apple_user = parse_apple_user(data.user) if provider.name == "apple" else None
         name = apple_user.name if apple_user else None
         if data.code or data.error:
+            if not data.binding:  # checked first: a client that forgot it keeps its state
+                raise BindingMissing(
+                    "Send the binding the authorize answer gave (or its oauth_binding cookie)."
+                )
             pending = await self.states.take(data.state or "")
             if pending is None or pending.provider != provider.name or pending.link_user_id != link_user_id:
                 raise InvalidState("The sign-in state is unknown, used or expired; start again.")
+            if not pending.bound_to(data.binding):
+                raise BindingMismatch("This sign-in was started by another client; start again.")
             if data.error or not data.code:
                 raise BadRequest(
                     f"{provider.name.capitalize()} did not authorize the sign-in.",
@@ -133,9 +170,17 @@ class OAuthService:
         assert data.id_token  # the API accepts no other shape
         assert data.nonce
         identity = await provider.verify_id_token(data.id_token, nonce=data.nonce, native=True)
+        if not await self.states.redeem_nonce(provider.name, data.nonce):
+            raise InvalidNonce(
+                f"This nonce was not issued by POST /auth/oauth/{provider.name}/nonce, "
+                "was used already, or has expired; ask for a new one."
+            )
         ttl = identity.expires_at - int(time.time()) + provider.leeway
-        if not await self.states.claim_nonce(provider.name, data.nonce, ttl):
-            raise InvalidIdToken("This id_token and nonce were used already.")
+        claims = identity.claims
+        if not await self.states.claim_id_token(
+            str(claims.get("iss")), identity.subject, str(claims.get("nonce")), ttl
+        ):
+            raise InvalidIdToken("This id_token was used already.")
         return Verified(identity, None, name or identity.name)
 
     # -- sign-in -----------------------------------------------------------------------------
