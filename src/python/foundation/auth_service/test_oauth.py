@@ -147,6 +147,13 @@ async def web_sign_in(
     )
 
 
+def refused(response: httpx.Response, status: int) -> str:
+    """The problem's code, once the response is that status as application/problem+json."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return str(response.json()["code"])
+
+
 async def me(client: httpx.AsyncClient, tokens: Tokens) -> dict[str, Any]:
     response = await client.get("/auth/me", headers=tokens.headers)
     assert response.status_code == 200, response.text
@@ -227,8 +234,7 @@ async def test_native_app_id_token_signs_in_once_per_issued_nonce(
     first = await client.post(f"/auth/oauth/{provider}/callback", json=body)
     assert first.status_code == 200, first.text
     replay = await client.post(f"/auth/oauth/{provider}/callback", json=body)
-    assert replay.status_code == 400
-    assert replay.json()["code"] == "invalid_nonce"
+    assert refused(replay, 400) == "invalid_nonce"
 
 
 async def test_apple_native_token_replayed_with_its_hashed_nonce_is_refused(
@@ -239,8 +245,7 @@ async def test_apple_native_token_replayed_with_its_hashed_nonce_is_refused(
     # The token carries SHA-256(nonce); sent as the nonce it matches the claim as-is.
     hashed = {**body, "nonce": hashlib.sha256(body["nonce"].encode()).hexdigest()}
     replay = await client.post("/auth/oauth/apple/callback", json=hashed)
-    assert replay.status_code == 400
-    assert replay.json()["code"] == "invalid_nonce"
+    assert refused(replay, 400) == "invalid_nonce"
 
 
 async def test_native_nonce_the_server_never_issued_is_refused(
@@ -252,8 +257,7 @@ async def test_native_nonce_the_server_never_issued_is_refused(
         "nonce": nonce,
     }
     response = await client.post("/auth/oauth/google/callback", json=body)
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_nonce"
+    assert refused(response, 400) == "invalid_nonce"
 
 
 async def test_a_web_flow_id_token_is_not_accepted_on_the_native_path(
@@ -263,8 +267,7 @@ async def test_a_web_flow_id_token_is_not_accepted_on_the_native_path(
     web_token = answer.params["id_token"]
     nonce = jwt.decode(web_token, options={"verify_signature": False})["nonce"]
     response = await client.post("/auth/oauth/apple/callback", json={"id_token": web_token, "nonce": nonce})
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_nonce"
+    assert refused(response, 400) == "invalid_nonce"
 
 
 async def test_a_native_nonce_is_for_one_provider(
@@ -341,8 +344,7 @@ async def test_reused_state_is_refused(
     body = {"code": answer.code, "state": answer.state, "binding": started["binding"]}
     assert (await client.post("/auth/oauth/google/callback", json=body)).status_code == 200
     again = await client.post("/auth/oauth/google/callback", json=body)
-    assert again.status_code == 400
-    assert again.json()["code"] == "invalid_state"
+    assert refused(again, 400) == "invalid_state"
 
 
 @pytest.mark.parametrize("state", ["made-up-state-value-0123456789", "x"])
@@ -350,8 +352,7 @@ async def test_unknown_state_is_refused(client: httpx.AsyncClient, state: str) -
     response = await client.post(
         "/auth/oauth/google/callback", json={"code": "abc", "state": state, "binding": "b" * 43}
     )
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_state"
+    assert refused(response, 400) == "invalid_state"
 
 
 async def test_state_from_another_provider_is_refused(
@@ -361,8 +362,7 @@ async def test_state_from_another_provider_is_refused(
     response = await client.post(
         "/auth/oauth/apple/callback", json={"code": answer.code, "state": answer.state}
     )
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_state"
+    assert refused(response, 400) == "invalid_state"
 
 
 @pytest.mark.parametrize(
@@ -379,8 +379,7 @@ async def test_bad_id_tokens_from_the_token_endpoint_are_refused(
 ) -> None:
     setattr(google_idp.faults, fault, value)
     response = await web_sign_in(client, "google", google_idp)
-    assert response.status_code == 401
-    assert response.json()["code"] == "invalid_id_token"
+    assert refused(response, 401) == "invalid_id_token"
     assert response.headers["content-type"] == "application/problem+json"
 
 
@@ -391,8 +390,7 @@ async def test_provider_declining_the_authorization_is_a_clear_400(
     response = await client.post(
         "/auth/oauth/apple/callback", data={"state": answer.state, "error": "user_cancelled_authorize"}
     )
-    assert response.status_code == 400
-    assert response.json()["code"] == "authorization_denied"
+    assert refused(response, 400) == "authorization_denied"
 
 
 async def test_provider_outage_is_a_502(
@@ -400,8 +398,7 @@ async def test_provider_outage_is_a_502(
 ) -> None:
     google_idp.faults.token_status = 500
     response = await web_sign_in(client, "google", google_idp)
-    assert response.status_code == 502
-    assert response.json()["code"] == "provider_unavailable"
+    assert refused(response, 502) == "provider_unavailable"
 
 
 async def test_unknown_provider_is_404(client: httpx.AsyncClient) -> None:
@@ -410,8 +407,7 @@ async def test_unknown_provider_is_404(client: httpx.AsyncClient) -> None:
         await client.post("/auth/oauth/myspace/callback", json={"code": "c", "state": "s" * 20}),
         await client.post("/auth/oauth/myspace/nonce"),
     ):
-        assert response.status_code == 404
-        assert response.json()["code"] == "unknown_provider"
+        assert refused(response, 404) == "unknown_provider"
 
 
 async def test_provider_without_configuration_is_404_not_a_crash(
@@ -423,16 +419,14 @@ async def test_provider_without_configuration_is_404_not_a_crash(
         native = await client.post("/auth/oauth/apple/callback", json={"id_token": "x", "nonce": "n" * 20})
         nonce = await client.post("/auth/oauth/apple/nonce")
     for answer in (response, native, nonce):
-        assert answer.status_code == 404
-        assert answer.json()["code"] == "provider_not_configured"
+        assert refused(answer, 404) == "provider_not_configured"
         assert "Apple" in answer.json()["detail"]
 
 
 async def test_redirect_uri_must_be_on_the_allow_list(client: httpx.AsyncClient) -> None:
     for uri in ("https://evil.example.com/cb", REDIRECT + "/extra", REDIRECT.upper()):
         response = await client.get("/auth/oauth/google/authorize", params={"redirect_uri": uri})
-        assert response.status_code == 400
-        assert response.json()["code"] == "redirect_uri_not_allowed"
+        assert refused(response, 400) == "redirect_uri_not_allowed"
 
 
 @pytest.mark.parametrize(
@@ -450,8 +444,7 @@ async def test_callback_needs_a_code_and_state_or_an_id_token_and_nonce(
     client: httpx.AsyncClient, body: dict[str, str]
 ) -> None:
     response = await client.post("/auth/oauth/google/callback", json=body)
-    assert response.status_code == 422
-    assert response.json()["code"] == "validation_error"
+    assert refused(response, 422) == "validation_error"
 
 
 async def test_provider_email_of_an_existing_account_is_409_account_exists_not_a_silent_link(
@@ -460,8 +453,7 @@ async def test_provider_email_of_an_existing_account_is_409_account_exists_not_a
     user, _ = await signed_in_user(client)
     google_idp.user.email = user.email.upper()
     response = await web_sign_in(client, "google", google_idp)
-    assert response.status_code == 409
-    assert response.json()["code"] == "account_exists"
+    assert refused(response, 409) == "account_exists"
     assert await link_rows(engine, user.id) == []
 
 
@@ -470,8 +462,7 @@ async def test_unverified_provider_email_creates_no_account(
 ) -> None:
     google_idp.user.email_verified = False
     response = await web_sign_in(client, "google", google_idp)
-    assert response.status_code == 403
-    assert response.json()["code"] == "email_not_verified"
+    assert refused(response, 403) == "email_not_verified"
     async with session_factory(engine)() as db:
         assert await db.scalar(select(User).where(User.email == google_idp.user.email)) is None
 
@@ -509,8 +500,7 @@ async def test_web_link_needs_a_state_started_by_the_same_user(
     response = await client.post(
         "/auth/oauth/google/link", json={"code": plain.code, "state": plain.state}, headers=tokens.headers
     )
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_state"
+    assert refused(response, 400) == "invalid_state"
     _, other = await signed_in_user(client)
     theirs = await start(client, "google", google_idp, **other.headers)
     response = await client.post(
@@ -529,8 +519,7 @@ async def test_link_and_unlink_need_a_signed_in_user(client: httpx.AsyncClient) 
     unlink = await client.delete("/auth/oauth/google")
     authorize = await client.get(f"/auth/oauth/google/authorize?redirect_uri={REDIRECT}&link=true")
     for response in (link, unlink, authorize):
-        assert response.status_code == 401
-        assert response.json()["code"] == "missing_token"
+        assert refused(response, 401) == "missing_token"
 
 
 async def test_a_provider_account_links_to_one_user_only(
@@ -548,21 +537,18 @@ async def test_a_provider_account_links_to_one_user_only(
     again = await client.post("/auth/oauth/apple/link", json=await native(), headers=first.headers)
     assert again.status_code == 200  # linking the same account twice changes nothing
     taken = await client.post("/auth/oauth/apple/link", json=await native(), headers=second.headers)
-    assert taken.status_code == 409
-    assert taken.json()["code"] == "provider_account_in_use"
+    assert refused(taken, 409) == "provider_account_in_use"
     apple_idp.user = IdpUser(sub="another-apple-id", email=unique_email())
     other = await client.post("/auth/oauth/apple/link", json=await native(), headers=first.headers)
-    assert other.status_code == 409
-    assert other.json()["code"] == "provider_already_linked"
+    assert refused(other, 409) == "provider_already_linked"
 
 
 async def test_unlinking_the_last_sign_in_method_is_refused(
     client: httpx.AsyncClient, google_idp: StandInIdentityProvider, apple_idp: StandInIdentityProvider
 ) -> None:
     tokens = Tokens.from_response(await web_sign_in(client, "google", google_idp))  # no password
-    refused = await client.delete("/auth/oauth/google", headers=tokens.headers)
-    assert refused.status_code == 409
-    assert refused.json()["code"] == "last_sign_in_method"
+    only = await client.delete("/auth/oauth/google", headers=tokens.headers)
+    assert refused(only, 409) == "last_sign_in_method"
     answer = await start(client, "apple", apple_idp, **tokens.headers)
     linked = await client.post("/auth/oauth/apple/link", data=answer.params, headers=tokens.headers)
     assert linked.status_code == 200, linked.text
@@ -574,8 +560,7 @@ async def test_unlinking_the_last_sign_in_method_is_refused(
 async def test_unlinking_what_is_not_linked_is_404(client: httpx.AsyncClient) -> None:
     _, tokens = await signed_in_user(client)
     response = await client.delete("/auth/oauth/apple", headers=tokens.headers)
-    assert response.status_code == 404
-    assert response.json()["code"] == "provider_not_linked"
+    assert refused(response, 404) == "provider_not_linked"
     unknown = await client.delete("/auth/oauth/myspace", headers=tokens.headers)
     assert unknown.json()["code"] == "unknown_provider"
 

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
-from jwt.types import Options
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -29,9 +28,6 @@ from foundation.devstack.embedded import free_port
 from tests.helpers.idp import StandInIdentityProvider
 
 REDIRECT = "https://app.example.com/auth/callback"
-# The client-secret tests run the provider's clock at a fixed instant: check the signature and
-# claims, not the time against this machine's.
-AT_A_FAKE_TIME: Options = {"verify_exp": False, "verify_iat": False}
 
 
 @pytest.fixture(scope="module")
@@ -341,22 +337,28 @@ def test_google_accepts_both_forms_of_its_real_issuer() -> None:
     ]
 
 
+def decode_client_secret(secret: str, idp: StandInIdentityProvider) -> dict[str, object]:
+    """The claims of a client secret, checked against the team's public key as Apple does
+    (at the provider's fixed test time, not this machine's)."""
+    assert idp.team_public_key is not None
+    return jwt.decode(
+        secret,
+        idp.team_public_key,
+        algorithms=["ES256"],
+        audience=APPLE_AUDIENCE,
+        options={"verify_exp": False, "verify_iat": False},
+    )
+
+
 async def test_apple_client_secret_is_the_team_signed_jwt_apple_expects(
     apple_idp: StandInIdentityProvider,
 ) -> None:
     now = [1_800_000_000.0]
     provider = apple_provider(apple_idp, clock=lambda: now[0], client_secret_seconds=30 * 86400)
-    assert apple_idp.team_public_key is not None
     try:
         secret = await provider.client_secret()
         header = jwt.get_unverified_header(secret)
-        claims = jwt.decode(
-            secret,
-            apple_idp.team_public_key,
-            algorithms=["ES256"],
-            audience=APPLE_AUDIENCE,
-            options=AT_A_FAKE_TIME,
-        )
+        claims = decode_client_secret(secret, apple_idp)
         assert (header["alg"], header["kid"]) == ("ES256", apple_idp.key_id)
         assert claims == {
             "iss": apple_idp.team_id,
@@ -370,13 +372,7 @@ async def test_apple_client_secret_is_the_team_signed_jwt_apple_expects(
         now[0] += 2 * 86400
         renewed = await provider.client_secret()  # past half its life: a new one
         assert renewed != secret
-        fresh = jwt.decode(
-            renewed,
-            apple_idp.team_public_key,
-            algorithms=["ES256"],
-            audience=APPLE_AUDIENCE,
-            options=AT_A_FAKE_TIME,
-        )
+        fresh = decode_client_secret(renewed, apple_idp)
         assert fresh["iat"] == int(now[0])
     finally:
         await provider.aclose()
