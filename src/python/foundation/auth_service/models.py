@@ -1,4 +1,5 @@
-"""Auth service database models: users, their OAuth links, sessions, and the event outbox.
+"""Auth service database models: users, their OAuth links, second factors, sessions, and the
+event outbox.
 
 A *session* (what a user sees in ``GET /auth/sessions`` and what ``sid`` names in access
 tokens) is a refresh-token family: the rows of ``sessions`` sharing a ``family_id``. Each
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -95,8 +97,54 @@ class Session(UUIDPrimaryKey, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    # How the user proved who they are (RFC 8176 values, e.g. {pwd, otp, mfa}): the access
+    # tokens' ``amr``, the same for every generation of the family.
+    amr: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), default=list, server_default=text("'{}'::varchar[]")
+    )
+
+
+class TotpFactor(Timestamps, Base):
+    """A user's authenticator app (RFC 6238). Confirmed once a first code was right."""
+
+    __tablename__ = "totp_factors"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # The shared secret, sealed (foundation.auth.encryption), bound to the user.
+    secret: Mapped[str] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The last time step a code was accepted for: a code works once, and never an older one.
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RecoveryCode(UUIDPrimaryKey, Base):
+    """One of a user's single-use recovery codes; only its SHA-256 is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Passkey(UUIDPrimaryKey, Timestamps, Base):
+    """A WebAuthn credential: a second factor, and a way to sign in without a password."""
+
+    __tablename__ = "passkeys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list[str]] = mapped_column(
+        ARRAY(String(32)), default=list, server_default=text("'{}'::varchar[]")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 OutboxEvent = outbox_model(Base)
 
-__all__ = ["Base", "OAuthProvider", "OutboxEvent", "Session", "User"]
+__all__ = ["Base", "OAuthProvider", "OutboxEvent", "Passkey", "RecoveryCode", "Session", "TotpFactor", "User"]
