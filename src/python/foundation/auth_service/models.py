@@ -1,5 +1,5 @@
-"""Auth service database models: users, their OAuth links, second factors, sessions, and the
-event outbox.
+"""Auth service database models: users, their OAuth links, second factors, sessions, the
+tokens mailed to them, and the event and mail outboxes.
 
 A *session* (what a user sees in ``GET /auth/sessions`` and what ``sid`` names in access
 tokens) is a refresh-token family: the rows of ``sessions`` sharing a ``family_id``. Each
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from foundation.database.base import Timestamps, UUIDPrimaryKey, new_base
 from foundation.events.outbox import outbox_model
+from foundation.mail.outbox import mail_outbox_model
 
 if TYPE_CHECKING:  # new_base() makes a fresh class; type checkers see its base
     from sqlalchemy.orm import DeclarativeBase as Base
@@ -47,6 +48,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     # The name a provider shared (Apple: on the first authorization only).
     display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # Proven by a link mailed to the address (or by the provider that created the account).
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     roles: Mapped[list[str]] = mapped_column(
         ARRAY(String(50)), default=list, server_default=text("'{}'::varchar[]")
     )
@@ -145,6 +148,38 @@ class Passkey(UUIDPrimaryKey, Timestamps, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-OutboxEvent = outbox_model(Base)
+class AccountToken(UUIDPrimaryKey, Base):
+    """A single-use token mailed to a user: verify an address, or reset the password.
 
-__all__ = ["Base", "OAuthProvider", "OutboxEvent", "Passkey", "RecoveryCode", "Session", "TotpFactor", "User"]
+    The row is written with the request; the token itself is made when its message is
+    composed (services/account_mail.py), and only its SHA-256 is stored, so ``token_hash``
+    is NULL until then."""
+
+    __tablename__ = "account_tokens"
+    __table_args__ = (Index("ix_account_tokens_user_id_purpose", "user_id", "purpose"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))  # "verify_email" | "reset_password"
+    # The address it was sent to: for an email change, the new one it verifies.
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+OutboxEvent = outbox_model(Base)
+MailOutbox = mail_outbox_model(Base)
+
+__all__ = [
+    "AccountToken",
+    "Base",
+    "MailOutbox",
+    "OAuthProvider",
+    "OutboxEvent",
+    "Passkey",
+    "RecoveryCode",
+    "Session",
+    "TotpFactor",
+    "User",
+]
