@@ -319,7 +319,7 @@ async def test_a_lost_stream_is_found_again_in_the_outbox_and_each_event_is_coun
     await eventually(lambda: everything_delivered(stack, users), timeout=10)
 
     # The consumers fall behind (stopped here, to make it certain) while events are published...
-    history_consumer, stats_consumer = stack.history_app.state.consumer, stack.stats_app.state.consumer
+    history_consumer, stats_consumer = stack.history.state["consumer"], stack.stats.state["consumer"]
     await history_consumer.aclose()
     await stats_consumer.aclose()
     for user_id in users:

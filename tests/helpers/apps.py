@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class AppClient(httpx.AsyncClient):
+    """A client of an app served in-process; ``state`` is what the app's lifespan yielded
+    (each request gets a shallow copy of it, as from a server)."""
+
+    def __init__(self, state: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+
+
+def with_lifespan_state(app: ASGIApp, state: Mapping[str, Any]) -> ASGIApp:
+    """``app`` with ``state`` in every request's scope, as an ASGI server hands it on (httpx's
+    ASGI transport does not)."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return serve
 
 
 @asynccontextmanager
-async def serve_app(app: FastAPI, client_ip: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+async def serve_app(app: FastAPI, client_ip: str = "127.0.0.1") -> AsyncIterator[AppClient]:
+    async with app.router.lifespan_context(app) as state:
+        state = state or {}
+        transport = httpx.ASGITransport(app=with_lifespan_state(app, state), client=(client_ip, 50000))
+        async with AppClient(state, transport=transport, base_url="http://testserver") as client:
             yield client
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -35,7 +34,7 @@ from foundation.shared.settings import ServiceSettings
 from foundation.stats_service import migrations as stats_migrations
 from foundation.stats_service.app import create_app as create_stats_app
 from foundation.stats_service.settings import StatsServiceSettings
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import AppClient, serve_app
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER
 from tests.helpers.databases import create_migrated_database
 from tests.helpers.faults import FAULTS_APPLICATION
@@ -73,9 +72,9 @@ class Stack:
     auth_app: FastAPI
     history_app: FastAPI
     stats_app: FastAPI
-    auth: httpx.AsyncClient
-    history: httpx.AsyncClient
-    stats: httpx.AsyncClient
+    auth: AppClient
+    history: AppClient
+    stats: AppClient
     auth_db: AsyncEngine  # the test's own connection to auth-service's database (reads only)
     history_db: AsyncEngine
     stats_db: AsyncEngine

@@ -1,18 +1,28 @@
 """FastAPI dependencies: the signed-in principal, and role checks.
 
-A service's lifespan sets ``app.state.token_verifier`` (a TokenVerifier) and
-``app.state.session_denylist`` (a SessionDenyList); routes then declare ``CurrentPrincipal``
-or ``AdminPrincipal``. No service trusts an identity header: each verifies the token itself.
+A service's lifespan state includes ``AuthState`` (its token verifier and session deny-list;
+see ``foundation.shared.lifespan``); routes then declare ``CurrentPrincipal`` or
+``AdminPrincipal``. No service trusts an identity header: each verifies the token itself.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 
+from foundation.auth.denylist import SessionDenyList
 from foundation.auth.principal import Principal
+from foundation.auth.verifier import TokenVerifier
 from foundation.shared.errors import Forbidden, Unauthorized
+from foundation.shared.lifespan import lifespan_state
+
+
+class AuthState(TypedDict):
+    """The part of a service's lifespan state that ``get_principal`` reads."""
+
+    token_verifier: TokenVerifier
+    session_denylist: SessionDenyList
 
 
 def bearer_token(request: Request) -> str:
@@ -25,10 +35,16 @@ def bearer_token(request: Request) -> str:
 
 async def get_principal(request: Request) -> Principal:
     token = bearer_token(request)
-    principal: Principal = await request.app.state.token_verifier.verify(token)
+    state = lifespan_state(request, AuthState)
+    if "token_verifier" not in state:  # auth-service still keeps these on app.state
+        state = {
+            "token_verifier": request.app.state.token_verifier,
+            "session_denylist": request.app.state.session_denylist,
+        }
+    principal = await state["token_verifier"].verify(token)
     # Redis away or saturated: the shared handlers answer 503 `redis_unavailable` (fail closed:
     # a revoked session's token must not pass because its revocation cannot be read).
-    if await request.app.state.session_denylist.is_denied(principal.session_id):
+    if await state["session_denylist"].is_denied(principal.session_id):
         raise Unauthorized("This session has been signed out.", code="session_revoked")
     request.scope.setdefault("state", {})["user_id"] = str(principal.user_id)
     return principal

@@ -306,9 +306,8 @@ async def test_database_away_or_its_pool_exhausted_is_a_503_to_retry(
         assert str(away.database_url) not in answer.text
 
     one = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.2})
-    app = create_app(one, token_verifier=test_verifier(signer))
-    async with serve_app(app) as client:
-        async with app.state.engine.connect():  # the pool's only connection, held
+    async with serve_app(create_app(one, token_verifier=test_verifier(signer))) as client:
+        async with client.state["engine"].connect():  # the pool's only connection, held
             answer = await client.get("/history", headers=headers)
             assert answer.status_code == 503 and answer.json()["code"] == "database_unavailable"
         assert (await client.get("/history", headers=headers)).status_code == 200

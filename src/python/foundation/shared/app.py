@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -17,13 +17,12 @@ from starlette.routing import compile_path
 
 from foundation.shared.errors import install_error_handlers, problem, problem_response
 from foundation.shared.health import Check, health_router
+from foundation.shared.lifespan import Lifespan, StateT
 from foundation.shared.logging import RequestContextMiddleware, configure_logging
 from foundation.shared.metrics import install_metrics
 from foundation.shared.openapi import install_problem_docs
 from foundation.shared.settings import ServiceSettings
 from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 # Young-generation collections every 50,000 net allocations instead of 700: a request
 # allocates a few thousand objects, nearly all gone by its end, so fewer and larger young
@@ -56,12 +55,22 @@ def tune_worker() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-def _tuning(lifespan: Lifespan | None) -> Lifespan:
+# auth-service's lifespan still yields no state (it keeps its resources on app.state).
+StatelessLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _tuning(lifespan: Lifespan[StateT] | StatelessLifespan | None) -> Lifespan[Mapping[str, Any]]:
+    """``lifespan``, then ``tune_worker``; its state is passed on to Starlette."""
+
     @asynccontextmanager
-    async def run(app: FastAPI) -> AsyncIterator[None]:
-        async with lifespan(app) if lifespan is not None else nullcontext():
+    async def run(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        if lifespan is None:
             tune_worker()
-            yield
+            yield {}
+            return
+        async with lifespan(app) as state:
+            tune_worker()
+            yield state or {}
 
     return run
 
@@ -98,14 +107,19 @@ def create_service_app(
     title: str,
     version: str = "1.0.0",
     routers: Sequence[APIRouter] = (),
+    ready: Callable[[StateT], Mapping[str, Check]] | None = None,
     checks: Callable[[FastAPI], Mapping[str, Check]] | None = None,
-    lifespan: Lifespan | None = None,
+    lifespan: Lifespan[StateT] | StatelessLifespan | None = None,
     description: str = "",
     middleware: Sequence[Middleware] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """``middleware`` runs inside the shared ones (request id and access log, tracing, error
-    answers), innermost first, just before FastAPI's router."""
+    """``lifespan`` opens the service's resources and yields its state (see
+    ``foundation.shared.lifespan``); ``ready`` names, from that state, what ``/ready``
+    pings (``checks``, from the app, is for an app that keeps its resources on
+    ``app.state``: auth-service, until its lifespan yields them). ``middleware`` runs inside
+    the shared ones (request id and access log, tracing, error answers), innermost first,
+    just before FastAPI's router."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     docs = settings.docs_enabled
     app = FastAPI(
@@ -124,7 +138,13 @@ def create_service_app(
     app.add_exception_handler(400, malformed_body)
     app.add_exception_handler(405, method_not_allowed)
     install_problem_docs(app)
-    app.include_router(health_router(lambda: checks(app) if checks else {}))
+
+    def ready_checks(state: Mapping[str, Any]) -> Mapping[str, Check]:
+        if ready is not None:
+            return ready(cast(StateT, state))
+        return checks(app) if checks is not None else {}
+
+    app.include_router(health_router(ready_checks))
     for router in routers:
         app.include_router(router)
     for inner in middleware:

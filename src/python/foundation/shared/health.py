@@ -1,15 +1,17 @@
 """``GET /health`` (liveness: the process answers) and ``GET /ready`` (its dependencies answer).
 
-A service passes the checks it needs (database, Redis); each check is a coroutine that raises
-when its dependency is down, and all run concurrently under one short timeout.
+A service passes the checks it needs (database, Redis), made from its lifespan state (each
+request's ``scope["state"]``); each check is a coroutine that raises when its dependency is
+down, and all run concurrently under one short timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 Check = Callable[[], Awaitable[object]]
@@ -28,7 +30,9 @@ async def run_checks(checks: Mapping[str, Check], timeout: float = 2.0) -> dict[
     return dict(zip(names, results, strict=True))
 
 
-def health_router(checks: Callable[[], Mapping[str, Check]], timeout: float = 2.0) -> APIRouter:
+def health_router(
+    checks: Callable[[Mapping[str, Any]], Mapping[str, Check]], timeout: float = 2.0
+) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/health", summary="Liveness")
@@ -45,8 +49,8 @@ def health_router(checks: Callable[[], Mapping[str, Check]], timeout: float = 2.
             }
         },
     )
-    async def ready() -> JSONResponse:
-        results = await run_checks(checks(), timeout)
+    async def ready(request: Request) -> JSONResponse:
+        results = await run_checks(checks(request.scope.get("state", {})), timeout)
         ok = all(value == "ok" for value in results.values())
         return JSONResponse(
             {"status": "ok" if ok else "degraded", "checks": results},

@@ -6,10 +6,10 @@ stays bounded; paths no route matched are one label, ``unmatched``. ``GET /metri
 (``metrics_route``) answers the app's own ``CollectorRegistry`` in the text format; it is
 left out of the OpenAPI document and of its own counts.
 
-The gauges are read at scrape time from what the lifespan put on ``app.state``: the
-SQLAlchemy pool of ``app.state.engine``, the redis-py pool of ``app.state.redis``, and the
-outbox backlog of any ``OutboxRelay`` on ``app.state`` (one indexed query, bounded by
-``OUTBOX_QUERY_TIMEOUT``; NaN when it fails).
+The gauges are read at scrape time from the app's lifespan state (the scrape's
+``scope["state"]``, see ``foundation.shared.lifespan``): the SQLAlchemy pool of its
+``engine``, the redis-py pool of its ``redis``, and the outbox backlog of any ``OutboxRelay``
+in it (one indexed query, bounded by ``OUTBOX_QUERY_TIMEOUT``; NaN when it fails).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -126,24 +126,32 @@ class MetricsMiddleware:
 
 
 class StateCollector(Collector):
-    """Pool gauges from ``app.state`` at scrape time; ``outbox`` holds what ``refresh``
-    (awaited by the /metrics endpoint just before) read from the database."""
+    """Pool gauges from the lifespan state at scrape time; ``refresh`` (awaited by the
+    /metrics endpoint just before) takes that state and reads the outbox into ``outbox``."""
 
     def __init__(self, app: Any, service: str) -> None:
         self.app = app
         self.service = service
+        self.state: Mapping[str, Any] = {}
         self.outbox: tuple[float, float] | None = None
 
     def _state(self, name: str) -> Any:
+        if name in self.state:
+            return self.state[name]
+        # auth-service still keeps its resources on app.state.
         return getattr(self.app.state, name, None)
 
     def relays(self) -> list[Any]:
         from foundation.events.relay import OutboxRelay
 
-        state = getattr(self.app.state, "_state", {})
-        return [value for value in state.values() if isinstance(value, OutboxRelay)]
+        relays = [value for value in self.state.values() if isinstance(value, OutboxRelay)]
+        if not relays:  # auth-service still keeps its resources on app.state
+            state = getattr(self.app.state, "_state", {})
+            relays = [value for value in state.values() if isinstance(value, OutboxRelay)]
+        return relays
 
-    async def refresh(self) -> None:
+    async def refresh(self, state: Mapping[str, Any]) -> None:
+        self.state = state
         relays = self.relays()
         if not relays:
             self.outbox = None
@@ -214,7 +222,7 @@ def metrics_route(
         if refuse_forwarded and ("x-forwarded-for" in request.headers or "forwarded" in request.headers):
             body = problem(404, "not_found", None, "Not found.", request.url.path)
             return problem_response(body)
-        await collector.refresh()
+        await collector.refresh(request.scope.get("state", {}))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Route(METRICS_PATH, endpoint, methods=["GET"], include_in_schema=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from foundation.auth.dependencies import CurrentPrincipal
+from foundation.history_service.lifespan import State
 from foundation.history_service.schemas import HistoryEventIn, HistoryEventOut, HistoryPage
 from foundation.history_service.services.timeline import (
     EVENT_TYPE_PATTERN,
@@ -16,6 +17,7 @@ from foundation.history_service.services.timeline import (
     TimelineQuery,
 )
 from foundation.shared.errors import BadRequest, Forbidden, PayloadTooLarge, ValidationFailed
+from foundation.shared.lifespan import lifespan_state
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 from foundation.shared.params import IsoDateTime
 from foundation.shared.responses import DEFAULT_LIMIT, MAX_LIMIT
@@ -28,8 +30,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 async def get_timeline(request: Request) -> Timeline:
-    timeline: Timeline = request.app.state.timeline
-    return timeline
+    return lifespan_state(request, State)["timeline"]
 
 
 TimelineDep = Annotated[Timeline, Depends(get_timeline)]

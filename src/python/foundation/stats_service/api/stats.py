@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
 from foundation.shared.errors import Forbidden, ValidationFailed
+from foundation.shared.lifespan import lifespan_state
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 from foundation.shared.params import IsoDate
+from foundation.stats_service.lifespan import State
 from foundation.stats_service.schemas import (
     DayActivity,
     DaySummaryOut,
@@ -24,8 +26,7 @@ router = APIRouter(prefix="/stats", tags=["stats"])
 
 
 async def get_reports(request: Request) -> Reports:
-    reports: Reports = request.app.state.reports
-    return reports
+    return lifespan_state(request, State)["reports"]
 
 
 ReportsDep = Annotated[Reports, Depends(get_reports)]
