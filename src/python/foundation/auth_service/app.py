@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKeyStore
@@ -147,8 +146,6 @@ def create_app(
         # oauth.router brings its own lifespan (providers, state store, token cipher), run
         # after the app's own one has set up Redis and the session service.
         routers=[accounts.router, tokens.router, sessions.router, keys.router, oauth.router],
-        # Well-formed sign-ins and refreshes skip FastAPI's routing (see api/tokens.py).
-        middleware=[Middleware(tokens.TokenEndpoints)],
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )

@@ -339,17 +339,16 @@ async def test_refresh_of_a_deactivated_user_is_refused(
     assert relogin.json()["code"] == "invalid_credentials"
 
 
-# -- the fast path and FastAPI answer alike ------------------------------------------------
+# -- what the token routes accept ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "content_type",
     ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"],
 )
-async def test_sign_in_and_refresh_answer_alike_whichever_path_serves_them(
+async def test_sign_in_and_refresh_take_any_json_media_type_and_answer_uncached_json(
     client: httpx.AsyncClient, content_type: str
 ) -> None:
-    """Plain JSON is served ahead of FastAPI; other JSON media types by the FastAPI routes."""
     user = await register(client)
     headers = {"content-type": content_type, "x-request-id": "req-fast-1"}
     payload = f'{{"email": "{user.email}", "password": "{user.password}"}}'
@@ -407,6 +406,53 @@ async def test_bodies_that_are_not_a_plain_sign_in_get_the_usual_422(
     assert problem["errors"], problem
 
 
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        ('{"refresh_token": ', {"content-type": "application/json"}, 422),  # cut short
+        ('{"refresh_token": 7}', {"content-type": "application/json"}, 422),
+        ('{"token": "' + "A" * 43 + '"}', {"content-type": "application/json"}, 422),
+        ("refresh_token=" + "A" * 43, {"content-type": "application/x-www-form-urlencoded"}, 422),
+        ('{"refresh_token": "' + "A" * 43 + '"}', {"content-type": "text/plain"}, 422),
+        ('{"refresh_token": "' + "A" * 43 + '"}', {}, 422),  # no content type: not read as JSON
+        (b'{"refresh_token": "\xff"}', {"content-type": "application/json"}, 400),  # not UTF-8
+    ],
+)
+async def test_refresh_bodies_are_refused_as_a_declared_body_would_be(
+    client: httpx.AsyncClient, content: str | bytes, headers: dict[str, str], status: int
+) -> None:
+    response = await client.post("/auth/refresh", content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    if status == 422:
+        assert problem["code"] == "validation_error"
+        assert problem["errors"] and all(e["location"] == "body" for e in problem["errors"]), problem
+        assert "A" * 43 not in response.text  # the input is not echoed
+    else:
+        assert problem["code"] == "malformed_body"
+
+
+def test_the_token_routes_document_their_bodies_answers_and_problems(app: FastAPI) -> None:
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    for path, body, properties in (
+        ("/auth/login", "LoginRequest", {"email", "password"}),
+        ("/auth/refresh", "RefreshRequest", {"refresh_token"}),
+    ):
+        operation = document["paths"][path]["post"]
+        content = operation["requestBody"]["content"]
+        assert operation["requestBody"]["required"] is True
+        assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{body}"}
+        assert set(schemas[body]["properties"]) == properties
+        ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/TokenResponse"}
+        statuses = {"200", "400", "401", "422", "503"} | ({"429"} if path == "/auth/login" else set())
+        assert set(operation["responses"]) == statuses
+        for status in statuses - {"200"}:
+            assert set(operation["responses"][status]["content"]) == {"application/problem+json"}
+
+
 # -- logout --------------------------------------------------------------------------------
 
 
@@ -451,8 +497,8 @@ def test_tokens_helper_reads_the_session_id() -> None:
 async def test_sign_in_and_register_answer_503_while_the_database_pools_are_exhausted(
     make_settings: Callable[..., AuthServiceSettings],
 ) -> None:
-    """Both paths (sign-ins answered ahead of FastAPI's router, and the routes) turn a pool
-    wait that runs out into 503 `database_unavailable` with Retry-After, not a 500."""
+    """Sign-in (on the direct pool) and registration (on the ORM's) turn a pool wait that
+    runs out into 503 `database_unavailable` with Retry-After, not a 500."""
     app = create_app(make_settings(db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.2))
     async with serve_app(app) as client:
         async with app.state.direct_sql.pool.connection(), app.state.engine.connect():
