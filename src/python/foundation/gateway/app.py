@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Scope
@@ -39,6 +40,13 @@ from foundation.shared.telemetry import NATIVE_TELEMETRY_OFF, configure_tracing
 TITLE = "Foundation API"
 VERSION = "1.0.0"
 EXPOSED_HEADERS = ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After", "WWW-Authenticate"]
+
+
+class State(TypedDict):
+    """The gateway's lifespan state. The pipeline holds the runtime itself (it is built
+    before start-up); what requests read from here is Redis, whose pool ``/metrics`` shows."""
+
+    redis: aioredis.Redis
 
 
 def build_edge(runtime: GatewayRuntime, policy: RateLimitPolicy, tracer: Any) -> ASGIApp:
@@ -81,14 +89,10 @@ def create_app(
     policy = RateLimitPolicy(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        app.state.redis = runtime.redis()
-        tune_worker()  # as create_service_app does for the other services
-        try:
-            yield
-        finally:
-            await runtime.stop()
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        async with runtime:
+            tune_worker()  # as create_service_app does for the other services
+            yield {"redis": runtime.redis()}
 
     app = FastAPI(
         title="Gateway",
@@ -100,8 +104,6 @@ def create_app(
         openapi_url=None,  # /openapi.json is the merged document of all services
         telemetry=NATIVE_TELEMETRY_OFF,
     )
-    app.state.settings = settings
-    app.state.runtime = runtime
     install_error_handlers(app)
     openapi = OpenApiAggregator(runtime, title=TITLE, version=VERSION)
     app.include_router(gateway_router(runtime, openapi, policy.describe(), docs=settings.docs_enabled))

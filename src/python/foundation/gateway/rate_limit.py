@@ -80,7 +80,7 @@ class Decision:
 
 class RedisRateLimiter:
     def __init__(self, redis: RedisPipe) -> None:
-        self.redis = redis  # bounds each call by its call_timeout (see GatewayRuntime.start)
+        self.redis = redis  # bounds each call by its call_timeout (see GatewayRuntime)
         self._member_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
 

@@ -3,6 +3,9 @@ Redis, the token verifier and the rate limiter. The pipeline reads them through 
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from types import TracebackType
+
 import aiohttp
 import redis.asyncio as aioredis
 
@@ -23,6 +26,9 @@ class NotStarted(RuntimeError):
 
 
 class GatewayRuntime:
+    """Built with the app, before start-up (the pipeline holds it); ``async with`` opens
+    everything and closes it again, last opened first."""
+
     def __init__(self, settings: GatewaySettings, token_verifier: TokenVerifier | None = None) -> None:
         self.settings = settings
         self.upstreams: dict[str, Upstream] = upstreams_from(settings)
@@ -36,10 +42,29 @@ class GatewayRuntime:
         self._denylist: SessionDenyList | None = None
         self._limiter: RedisRateLimiter | None = None
         self._pipe: RedisPipe | None = None  # rate-limit script and deny-list reads
+        self._opened = AsyncExitStack()
 
-    async def start(self) -> None:
+    async def __aenter__(self) -> GatewayRuntime:
+        # What opened before a failure is closed again; on success, ``__aexit__`` closes it.
+        async with AsyncExitStack() as stack:
+            self._open(stack)
+            self._opened = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        opened, self._opened = self._opened, AsyncExitStack()
+        try:
+            await opened.aclose()
+        finally:
+            self._http = self._pool = self._redis = self._pipe = self._key_source = None
+            self._verifier = self._denylist = self._limiter = None
+
+    def _open(self, stack: AsyncExitStack) -> None:
         settings = self.settings
         self._http = create_http_session(settings)
+        stack.push_async_callback(self._http.close)
         self._pool = UpstreamPool(
             limit=settings.upstream_pool_size,
             connect_timeout=settings.upstream_connect_timeout,
@@ -47,6 +72,7 @@ class GatewayRuntime:
             keepalive_timeout=settings.upstream_keepalive_timeout,
             queue_timeout=settings.upstream_queue_timeout,
         )
+        stack.push_async_callback(self._pool.close)
         # Short timeouts: a hung Redis must cost a request milliseconds, not seconds. The
         # edge's calls are bounded as a whole (the pipe's ``call_timeout``; ``asyncio.timeout``
         # around redis-py's) rather than per socket operation: redis-py runs every write under
@@ -55,35 +81,25 @@ class GatewayRuntime:
         self._redis = create_redis(
             settings, socket_connect_timeout=settings.redis_timeout, socket_timeout=None
         )
+        stack.push_async_callback(self._redis.aclose)
         if self._given_verifier is not None:
-            self._verifier = self._given_verifier
+            self._verifier = self._given_verifier  # the caller's to close
         else:
             self._key_source = JwksKeySource(
                 settings.effective_jwks_url, min_refresh_interval=settings.jwks_refresh_interval
             )
+            stack.push_async_callback(self._key_source.aclose)
             self._verifier = TokenVerifier(
                 self._key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
         self._pipe = create_redis_pipe(
             settings, connect_timeout=settings.redis_timeout, call_timeout=settings.redis_timeout
         )
+        stack.push_async_callback(self._pipe.aclose)
         # Read over the pipe (the rate-limit script checks it there too when limits are on);
         # the gateway never writes the deny-list.
         self._denylist = SessionDenyList(self._redis, settings.redis_key_prefix, reads=self._pipe)
         self._limiter = RedisRateLimiter(self._pipe)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-        if self._pool is not None:
-            await self._pool.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-        if self._pipe is not None:
-            await self._pipe.aclose()
-        if self._key_source is not None:
-            await self._key_source.aclose()
-        self._http = self._pool = self._redis = self._pipe = self._key_source = None
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
