@@ -94,7 +94,7 @@ def create_app(
             throttle=throttle,
             denylist=denylist,
             direct=direct,
-            sessions=app.state.sessions,
+            db_sessions=app.state.sessions,
             lifetimes=Lifetimes(
                 idle=timedelta(seconds=settings.session_idle_timeout),
                 absolute=timedelta(seconds=settings.session_absolute_lifetime),

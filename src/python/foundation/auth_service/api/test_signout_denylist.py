@@ -97,11 +97,11 @@ async def test_ending_sessions_with_the_deny_list_away_answers_503_and_a_retry_d
 
     redis_server.kill()
     with pytest.raises(ServiceUnavailable) as refused:
-        async with service.sessions() as db:
+        async with service.db_sessions() as db:
             await service.revoke(db, user.id, pairs[0].session_id)
     assert refused.value.code == "redis_unavailable"
     with pytest.raises(ServiceUnavailable):
-        async with service.sessions() as db:
+        async with service.db_sessions() as db:
             await service.logout_all(db, user.id)
     assert [await _revoked_rows(engine, pair.session_id) for pair in pairs] == [1, 1]
 

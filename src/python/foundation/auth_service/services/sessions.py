@@ -90,13 +90,14 @@ class SessionService:
         denylist: SessionDenyList,
         lifetimes: Lifetimes,
         direct: DirectSql,
-        sessions: async_sessionmaker[AsyncSession],
+        db_sessions: async_sessionmaker[AsyncSession],
         clock: Clock = utcnow,
     ) -> None:
-        # Sign-in and refresh run on ``direct`` (one statement each); an ORM session is
-        # opened only on their rare paths (a hash to upgrade, a token that is not live).
+        # Sign-in and refresh run on ``direct`` (one statement each); a database session of
+        # ``db_sessions`` is opened only on their rare paths (a hash to upgrade, a token that
+        # is not live).
         self.direct = direct
-        self.sessions = sessions
+        self.db_sessions = db_sessions
         self.hasher = hasher
         self.issuer = issuer
         self.throttle = throttle
@@ -130,7 +131,7 @@ class SessionService:
             assert user.password_hash is not None
             if self.hasher.needs_rehash(user.password_hash):
                 upgraded = await self.hasher.hash_async(password)
-                async with self.sessions() as db:
+                async with self.db_sessions() as db:
                     await users.set_password_hash(db, user.id, upgraded)
                     await db.commit()
             pair = await self.start_session(user.id, user.roles or [], client, method="password")
@@ -201,7 +202,7 @@ class SessionService:
                 rotated.user_id, rotated.family_id, rotated.roles, successor_token, rotated.authenticated_at
             )
         # Not a live token: find out why in a transaction, holding its row lock.
-        async with self.sessions() as db:
+        async with self.db_sessions() as db:
             return await self._not_live(db, refresh_token, presented, now, invalid)
 
     async def _not_live(
