@@ -1,17 +1,16 @@
 """Passwords: the policy a new one must meet, and argon2id hashing.
 
-Hashing runs in worker threads (argon2-cffi releases the GIL), so a login's ~25 ms of
-hashing never blocks the event loop. At most one hash per core runs at once, across all of
-the server's worker processes: argon2id is memory-hard, so more hashes at once than cores
-only evict each other's memory from the caches (measured on 2 cores: 4 at once cost 10-20 %
-more CPU each than 2, 8 at once 13-30 %) and delay every login.
+Hashing runs in worker threads (argon2-cffi releases the GIL), so a sign-in's hash never
+blocks the event loop. At most one hash per core runs at once, across all of the server's
+worker processes: argon2id is memory-hard, so more hashes at once than cores only evict
+each other's memory from the caches, costing more CPU each, and delay every sign-in.
 
 Each process has as many hashing threads as there are cores, not its share of them:
-keep-alive connections land on the server's workers unevenly (seen: all 8 of a client's
-connections on one of two Granian workers), and a worker that could only use its share
-would leave the other cores idle while its logins queue. What keeps the total at one hash
-per core is a semaphore the workers inherit from the server process
-(``share_hashing_slots``, called by ``serve`` before the workers are forked).
+keep-alive connections can land on the server's workers unevenly, even all on one, and a
+worker that could only use its share would leave the other cores idle while its sign-ins
+queue. What keeps the total at one hash per core is a semaphore the workers inherit from
+the server process (``share_hashing_slots``, called by ``serve`` before the workers are
+forked). The measurements behind both choices: docs/performance.md.
 """
 
 from __future__ import annotations
