@@ -4,16 +4,19 @@ authenticated request reads (``foundation.auth.dependencies.AuthState``)."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.dependencies import AuthState
-from foundation.auth.verifier import TokenVerifier
+from foundation.auth.verifier import TokenVerifier, service_verifier
 from foundation.database.engine import create_engine, ping, session_factory
 from foundation.shared.health import Check
+from foundation.shared.lifespan import Lifespan, StateT
 from foundation.shared.redis import create_redis
 from foundation.shared.settings import ServiceSettings
 
@@ -24,11 +27,29 @@ class ServiceState(AuthState):
     redis: aioredis.Redis
 
 
+def service_lifespan(
+    settings: ServiceSettings,
+    token_verifier: TokenVerifier | None,
+    open_more: Callable[[AsyncExitStack, ServiceState], StateT],
+) -> Lifespan[StateT]:
+    """A lifespan that opens the ``ServiceState`` and then what ``open_more`` adds to it (on
+    the same stack), and yields the state ``open_more`` returns."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[StateT]:
+        async with AsyncExitStack() as stack:
+            yield open_more(stack, open_service_state(stack, settings, token_verifier))
+
+    return lifespan
+
+
 def open_service_state(
-    stack: AsyncExitStack, settings: ServiceSettings, token_verifier: TokenVerifier
+    stack: AsyncExitStack, settings: ServiceSettings, token_verifier: TokenVerifier | None = None
 ) -> ServiceState:
     """Open the engine, Redis and the deny-list's connection on ``stack``, which closes them
-    and ``token_verifier`` when the lifespan ends."""
+    and the token verifier (``service_verifier``'s unless one is given) when the lifespan
+    ends."""
+    token_verifier = token_verifier or service_verifier(settings)
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
     redis = create_redis(settings)

@@ -3,14 +3,11 @@ closes, last opened first."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from fastapi import FastAPI
-
-from foundation.auth.verifier import TokenVerifier, service_verifier
-from foundation.database.lifespan import ServiceState, open_service_state
+from foundation.auth.verifier import TokenVerifier
+from foundation.database.lifespan import ServiceState, service_lifespan
 from foundation.events.consumer import StreamConsumer
 from foundation.events.relay import OutboxRelay
 from foundation.history_service.models import Outbox
@@ -29,27 +26,24 @@ class State(ServiceState):
 def history_lifespan(
     settings: HistoryServiceSettings, token_verifier: TokenVerifier | None = None
 ) -> Lifespan[State]:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with AsyncExitStack() as stack:
-            base = open_service_state(stack, settings, token_verifier or service_verifier(settings))
-            sessions, redis = base["sessions"], base["redis"]
-            relay = run_worker(
-                stack,
-                OutboxRelay(sessions, redis, Outbox, prefix=settings.redis_key_prefix),
-                enabled=settings.events_relay_enabled,
-            )
-            consumer = run_worker(
-                stack,
-                StreamConsumer.from_settings(redis, HistoryIngest(sessions), settings),
-                enabled=settings.events_consumer_enabled,
-            )
-            timeline = Timeline(
-                sessions,
-                max_data_bytes=settings.history_max_data_bytes,
-                max_future=timedelta(seconds=settings.history_max_future_seconds),
-                max_past=timedelta(seconds=settings.history_max_past_seconds),
-            )
-            yield {**base, "timeline": timeline, "relay": relay, "consumer": consumer}
+    def open_history(stack: AsyncExitStack, base: ServiceState) -> State:
+        sessions, redis = base["sessions"], base["redis"]
+        relay = run_worker(
+            stack,
+            OutboxRelay(sessions, redis, Outbox, prefix=settings.redis_key_prefix),
+            enabled=settings.events_relay_enabled,
+        )
+        consumer = run_worker(
+            stack,
+            StreamConsumer.from_settings(redis, HistoryIngest(sessions), settings),
+            enabled=settings.events_consumer_enabled,
+        )
+        timeline = Timeline(
+            sessions,
+            max_data_bytes=settings.history_max_data_bytes,
+            max_future=timedelta(seconds=settings.history_max_future_seconds),
+            max_past=timedelta(seconds=settings.history_max_past_seconds),
+        )
+        return {**base, "timeline": timeline, "relay": relay, "consumer": consumer}
 
-    return lifespan
+    return service_lifespan(settings, token_verifier, open_history)

@@ -3,13 +3,10 @@ closes, last opened first."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
-from fastapi import FastAPI
-
-from foundation.auth.verifier import TokenVerifier, service_verifier
-from foundation.database.lifespan import ServiceState, open_service_state
+from foundation.auth.verifier import TokenVerifier
+from foundation.database.lifespan import ServiceState, service_lifespan
 from foundation.events.consumer import StreamConsumer
 from foundation.shared.lifespan import Lifespan, run_worker
 from foundation.stats_service.services.counting import StatsCounter
@@ -25,15 +22,12 @@ class State(ServiceState):
 def stats_lifespan(
     settings: StatsServiceSettings, token_verifier: TokenVerifier | None = None
 ) -> Lifespan[State]:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with AsyncExitStack() as stack:
-            base = open_service_state(stack, settings, token_verifier or service_verifier(settings))
-            consumer = run_worker(
-                stack,
-                StreamConsumer.from_settings(base["redis"], StatsCounter(base["sessions"]), settings),
-                enabled=settings.events_consumer_enabled,
-            )
-            yield {**base, "reports": Reports(base["sessions"]), "consumer": consumer}
+    def open_stats(stack: AsyncExitStack, base: ServiceState) -> State:
+        consumer = run_worker(
+            stack,
+            StreamConsumer.from_settings(base["redis"], StatsCounter(base["sessions"]), settings),
+            enabled=settings.events_consumer_enabled,
+        )
+        return {**base, "reports": Reports(base["sessions"]), "consumer": consumer}
 
-    return lifespan
+    return service_lifespan(settings, token_verifier, open_stats)
