@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from sqlalchemy import event, text
@@ -59,7 +59,7 @@ def session_factory(
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, sync_session_class=notifying)
 
 
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncGenerator[AsyncSession, None]:
     """One session per request: committed by the code that changes data, rolled back on error."""
     async with factory() as session:
         try:
