@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,11 +45,14 @@ async def wait_for_port(port: int, timeout: float = 10.0) -> None:
 async def serve_asgi(
     app: ASGIApp, *, port: int | None = None, ssl_cert: Path | None = None, ssl_key: Path | None = None
 ) -> AsyncIterator[str]:
-    """Serve ``app`` (lifespan included) on loopback; yields its base URL."""
+    """Serve ``app`` (lifespan included) on loopback; yields its base URL.
+
+    Granian's embeddable server (``granian.server.embed``, documented in its README, marked
+    experimental there): ``serve()`` as a task of this loop, ``stop()`` to end it.
+    ``log_enabled=False`` is its switch for its own log lines."""
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
 
-    logging.getLogger("_granian").setLevel(logging.WARNING)
     port = port or free_port()
     server = Server(
         app,

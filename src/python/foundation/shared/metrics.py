@@ -23,6 +23,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.asyncio import ConnectionPool
+from redis.observability.attributes import DB_CLIENT_CONNECTION_STATE as STATE
+from redis.observability.attributes import ConnectionState
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
@@ -186,12 +189,11 @@ class StateCollector(Collector):
             yield size
             yield out
         redis_pool = getattr(self._state("redis"), "connection_pool", None)
-        in_use = getattr(redis_pool, "_in_use_connections", None)
-        if in_use is not None:
+        if redis_pool is not None:
             gauge = GaugeMetricFamily(
                 "redis_pool_in_use", "Redis pool connections in use right now.", labels=labels
             )
-            gauge.add_metric([self.service], float(len(in_use)))
+            gauge.add_metric([self.service], float(redis_connections_in_use(redis_pool)))
             yield gauge
         if self.outbox is not None:
             lag = GaugeMetricFamily(
@@ -208,6 +210,14 @@ class StateCollector(Collector):
             pending.add_metric([self.service], self.outbox[1])
             yield lag
             yield pending
+
+
+def redis_connections_in_use(pool: ConnectionPool) -> int:
+    """The connections a redis-py pool has lent out, from ``get_connection_count()``: the
+    public count behind redis-py's own OpenTelemetry pool metric, one ``(count, attributes)``
+    pair per connection state."""
+    used = ConnectionState.USED.value
+    return sum(count for count, attributes in pool.get_connection_count() if attributes.get(STATE) == used)
 
 
 def metrics_route(

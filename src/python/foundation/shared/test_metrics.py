@@ -1,12 +1,17 @@
-"""MetricsMiddleware on a bare app: a raised error counts as 500, odd methods as OTHER."""
+"""MetricsMiddleware on a bare app: a raised error counts as 500, odd methods as OTHER; the
+Redis pool gauge counts the connections lent out."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from foundation.shared.metrics import HttpMetrics, MetricsMiddleware
+from foundation.shared.metrics import HttpMetrics, MetricsMiddleware, StateCollector
+from foundation.shared.redis import create_redis
+from foundation.shared.settings import ServiceSettings
 
 
 def app_with(metrics: HttpMetrics) -> FastAPI:
@@ -68,3 +73,25 @@ async def test_two_apps_in_one_process_keep_their_own_registries(path: str) -> N
         await client.get(path)
     assert requests_counted(first) == 1
     assert requests_counted(second) == 0
+
+
+async def test_the_redis_gauge_counts_the_connections_lent_out(redis_url: str, redis_prefix: str) -> None:
+    redis = create_redis(ServiceSettings(redis_url=redis_url))
+    collector = StateCollector(FastAPI(), "test")
+
+    def in_use() -> float:
+        [gauge] = [metric for metric in collector.collect() if metric.name == "redis_pool_in_use"]
+        return gauge.samples[0].value
+
+    try:
+        await collector.refresh({"redis": redis})
+        await redis.ping()
+        assert in_use() == 0  # one connection made, and back in the pool
+        waiting = [redis.blpop([f"{redis_prefix}never-pushed"], timeout=1) for _ in range(2)]
+        holders = [asyncio.ensure_future(call) for call in waiting]
+        await asyncio.sleep(0.2)
+        assert in_use() == 2
+        assert await asyncio.gather(*holders) == [None, None]
+        assert in_use() == 0
+    finally:
+        await redis.aclose()
