@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.verifier import TokenVerifier
 from foundation.gateway.redis_status import REDIS_ERRORS, RedisStatus
-from foundation.gateway.routes import RouteInfo
+from foundation.gateway.route_table import RouteInfo
 from foundation.shared.errors import Unauthorized
 
 ROUTE_KEY = "route"

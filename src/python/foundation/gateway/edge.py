@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from foundation.gateway.authentication import ROUTE_KEY
 from foundation.gateway.problems import send_problem
 from foundation.gateway.proxy import STATE_KEY
-from foundation.gateway.routes import classify, is_safe_path
+from foundation.gateway.route_table import classify, is_safe_path
 from foundation.shared.errors import AppError, BadRequest
 from foundation.shared.logging import get_logger
 

@@ -18,7 +18,7 @@ from foundation.gateway.authentication import (
 )
 from foundation.gateway.rate_limit import Decision, Quota, RedisRateLimiter
 from foundation.gateway.redis_status import REDIS_ERRORS, RedisStatus
-from foundation.gateway.routes import RouteInfo
+from foundation.gateway.route_table import RouteInfo
 from foundation.gateway.settings import FailureMode, GatewaySettings, parse_rate
 from foundation.shared.client_address import client_ip
 from foundation.shared.errors import AppError, ServiceUnavailable, TooManyRequests

@@ -11,7 +11,7 @@ from foundation.gateway.headers import (
     response_headers_for_client,
 )
 from foundation.gateway.redis_status import RedisStatus
-from foundation.gateway.routes import classify, is_safe_path, service_for
+from foundation.gateway.route_table import classify, is_safe_path, service_for
 from foundation.gateway.settings import GatewaySettings, parse_rate
 from foundation.shared.client_address import TrustedProxies
 

@@ -1,4 +1,5 @@
-"""Which service a path belongs to, and which routes are public or sign-in routes.
+"""The gateway's route table: which service a path belongs to, and which routes are public or
+sign-in routes (the HTTP endpoints the gateway answers itself are in ``api/``).
 
 Paths are forwarded unchanged, so the gateway decides on the same path the service will
 route on. Dot segments are refused: ``/auth/oauth/../me`` would look public here and be
