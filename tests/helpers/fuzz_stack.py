@@ -209,6 +209,10 @@ DOCUMENTED_REFUSALS: dict[str, dict[int, frozenset[str]]] = {
     "GET /auth/oauth/{provider}/authorize": {400: frozenset({"redirect_uri_not_allowed"})},
     "POST /auth/oauth/{provider}/callback": {400: OAUTH_FLOW_REFUSALS},
     "POST /auth/oauth/{provider}/link": {400: OAUTH_FLOW_REFUSALS},
+    # Any JSON object is a credential by the schema; only the WebAuthn ceremony tells.
+    "POST /auth/mfa/verify": {400: frozenset({"invalid_passkey"})},
+    "POST /auth/passkeys": {400: frozenset({"invalid_passkey"})},
+    "POST /auth/passkeys/sign-in": {400: frozenset({"invalid_passkey"})},
     "GET /history": {400: frozenset({"invalid_cursor"}), 422: frozenset({"invalid_range"})},
     "POST /history": {
         413: frozenset({"event_data_too_large"}),

@@ -383,9 +383,12 @@ class AccessTokenIssuer:
         roles: Iterable[str] = (),
         *,
         auth_time: int | None = None,
+        amr: Iterable[str] = (),
     ) -> IssuedAccessToken:
         """``auth_time`` (OpenID Connect's claim, epoch seconds): when the user last proved who
-        they are (password or OAuth sign-in); refreshes keep the session's original one."""
+        they are (password, second factor, passkey or OAuth sign-in); refreshes keep the
+        session's original one. ``amr`` (RFC 8176): how they proved it, e.g. ``["pwd"]`` or
+        ``["pwd", "otp", "mfa"]``; left out when empty."""
         key = self.keys.signing_key()
         now = int(self.clock())
         token_id = uuid.uuid4().hex
@@ -401,6 +404,8 @@ class AccessTokenIssuer:
         }
         if auth_time is not None:
             claims["auth_time"] = auth_time
+        if amr:
+            claims["amr"] = list(amr)
         token = jwt.encode(
             claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE}
         )

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from foundation.auth.denylist import SessionDenyList
 from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKeyStore
 from foundation.auth.verifier import TokenVerifier
-from foundation.auth_service.api import accounts, keys, oauth, sessions, tokens
+from foundation.auth_service.api import accounts, factors, keys, oauth, sessions, tokens
 from foundation.auth_service.models import OutboxEvent
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.login_throttle import LoginThrottle
@@ -145,7 +145,7 @@ def create_app(
         description="Accounts, passwords, sessions, tokens, Google and Apple sign-in.",
         # oauth.router brings its own lifespan (providers, state store, token cipher), run
         # after the app's own one has set up Redis and the session service.
-        routers=[accounts.router, tokens.router, sessions.router, keys.router, oauth.router],
+        routers=[accounts.router, tokens.router, sessions.router, keys.router, oauth.router, factors.router],
         lifespan=lifespan,
         checks=lambda app: {"database": lambda: ping(app.state.engine), "redis": app.state.redis.ping},
     )

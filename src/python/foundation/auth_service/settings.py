@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from foundation.auth.oauth.settings import OAuthSettings
 from foundation.shared.settings import CsvList, ServiceSettings, split_csv
@@ -67,16 +67,39 @@ class AuthServiceSettings(OAuthSettings, ServiceSettings):
     outbox_relay_enabled: bool = True
     # Commits wake the relay at once; the poll is the safety net (rows of another replica).
     outbox_poll_interval: float = Field(default=2.0, gt=0)
-    # After a wake-up the relay waits this long so that the commits right behind it share
-    # one pass (a pass costs ~2 ms of CPU in all, PostgreSQL's included, whether it carries
-    # one event or a hundred). Under sign-in load 250 ms instead of 50 ms cut a login's CPU
-    # by 8-10 % (docs/performance.md); events reach the stream at most this much later.
+    # After a wake-up the relay waits this long, so that the commits right behind the first
+    # share its pass: a pass costs about as much for one event as for a hundred. Events reach
+    # the stream at most this much later (the trade-off: docs/performance.md).
     outbox_linger: float = Field(default=0.25, ge=0, le=1)
+
+    # Second factors (services/factors.py): TOTP, recovery codes, passkeys (WebAuthn).
+    mfa_issuer: str = Field(
+        default="Foundation", max_length=64, description="The name authenticator apps and passkeys show."
+    )
+    mfa_challenge_ttl_seconds: int = Field(
+        default=300, ge=30, le=1800, description="How long a sign-in may wait for its second factor."
+    )
+    mfa_max_attempts_per_challenge: int = Field(default=5, ge=1, le=20)
+    mfa_max_failures_per_account: int = Field(
+        default=10, ge=1, description="Wrong second factors per account per LOGIN_FAILURE_WINDOW."
+    )
+    mfa_recovery_codes: int = Field(default=10, ge=4, le=20)
+    # The relying party: the site's registrable domain (or a parent of it) and the exact
+    # origins of the pages that run the ceremonies. Browsers refuse a ceremony for an RP ID
+    # that is not the page's domain: set both for every deployment (the manifests do).
+    webauthn_rp_id: str = Field(default="localhost", min_length=1, max_length=253)
+    webauthn_origins: CsvList = Field(default_factory=lambda: ["http://localhost:8000"])
 
     # Client address: X-Forwarded-For is believed only from these peers (the gateway).
     trusted_proxies: CsvList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
 
-    _split = field_validator("trusted_proxies", mode="before")(split_csv)
+    _split = field_validator("trusted_proxies", "webauthn_origins", mode="before")(split_csv)
+
+    @model_validator(mode="after")
+    def _webauthn_origins(self) -> AuthServiceSettings:
+        if not self.webauthn_origins:
+            raise ValueError("WEBAUTHN_ORIGINS needs at least one origin")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -28,13 +28,20 @@ USER_LOGGED_OUT = "user.logged_out"
 SESSION_REVOKED = "session.revoked"
 OAUTH_LINKED = "oauth.linked"
 OAUTH_UNLINKED = "oauth.unlinked"
+# Second factors: data = {"factor": "totp" | "passkey"} (+ "passkey_id"); a wrong one:
+# {"method", "ip"}; a recovery code spent: {"remaining"}; a new set: {"count"}.
+MFA_FACTOR_ADDED = "mfa.factor_added"
+MFA_FACTOR_REMOVED = "mfa.factor_removed"
+MFA_FAILED = "mfa.failed"
+MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
+MFA_RECOVERY_CODES_REPLACED = "mfa.recovery_codes_replaced"
 
 # Published by history-service when a client records its own event (POST /history):
 # data = {"type": <the client's event type>}; the event id is the stored history entry's id.
 HISTORY_RECORDED = "history.recorded"
 
 # Namespaces only services publish in; a client's own event types may not use them.
-SYSTEM_NAMESPACES = frozenset({"user", "token", "session", "oauth", "history"})
+SYSTEM_NAMESPACES = frozenset({"user", "token", "session", "oauth", "mfa", "history"})
 
 
 class Event(BaseModel):

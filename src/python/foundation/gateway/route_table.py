@@ -19,6 +19,11 @@ _PUBLIC: tuple[tuple[str, str], ...] = (
     ("POST", "/auth/refresh"),
     ("POST", "/auth/logout"),
     ("*", "/auth/oauth/"),
+    # The second step of a sign-in, and signing in with a passkey: no access token yet.
+    ("POST", "/auth/mfa/verify"),
+    ("POST", "/auth/mfa/passkey-options"),
+    ("POST", "/auth/passkeys/sign-in-options"),
+    ("POST", "/auth/passkeys/sign-in"),
     ("GET", "/auth/.well-known/jwks.json"),
     ("HEAD", "/auth/.well-known/jwks.json"),
 )
@@ -29,6 +34,10 @@ _STRICT: tuple[tuple[str, str], ...] = (
     ("/auth/login", "login"),
     ("/auth/refresh", "refresh"),
     ("/auth/oauth/", "oauth"),
+    ("/auth/mfa/verify", "mfa"),
+    ("/auth/mfa/passkey-options", "mfa"),
+    ("/auth/passkeys/sign-in-options", "passkey"),
+    ("/auth/passkeys/sign-in", "passkey"),
 )
 
 

@@ -46,6 +46,28 @@ def test_public_and_sign_in_routes_depend_on_method_and_path() -> None:
     assert classify("GET", "/elsewhere") is None
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "group"),
+    [
+        ("POST", "/auth/mfa/verify", "mfa"),
+        ("POST", "/auth/mfa/passkey-options", "mfa"),
+        ("POST", "/auth/passkeys/sign-in-options", "passkey"),
+        ("POST", "/auth/passkeys/sign-in", "passkey"),
+    ],
+)
+def test_the_steps_of_a_sign_in_are_public_and_strictly_limited(method: str, path: str, group: str) -> None:
+    route = classify(method, path)
+    assert route is not None and route.public and route.strict_group == group
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/auth/mfa"), ("POST", "/auth/mfa/totp"), ("POST", "/auth/passkeys")]
+)
+def test_managing_second_factors_needs_a_signed_in_user(method: str, path: str) -> None:
+    route = classify(method, path)
+    assert route is not None and not route.public
+
+
 @pytest.mark.parametrize("path", ["/auth/oauth/../me", "/auth/./me", "/history//x", "/auth/a\\b", "/a/.."])
 def test_paths_that_normalise_to_another_route_are_unsafe(path: str) -> None:
     assert not is_safe_path(path)

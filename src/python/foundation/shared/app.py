@@ -79,7 +79,10 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route of ``app`` answers at ``path``."""
     methods: set[str] = set()
     for route in iter_route_contexts(app.router.routes):
-        if route.path_format and route.methods and compile_path(route.path_format)[0].match(path):
+        # The route's own pattern, convertors included: ``/passkeys/{id:uuid}`` is no route
+        # of ``/passkeys/sign-in``.
+        pattern = route.path_regex or (compile_path(route.path_format)[0] if route.path_format else None)
+        if pattern is not None and route.methods and pattern.match(path):
             methods |= set(route.methods)
     return sorted(methods)
 

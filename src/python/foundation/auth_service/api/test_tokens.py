@@ -63,7 +63,8 @@ async def test_login_answers_an_rfc6749_token_response_with_contract_claims(
     assert header["alg"] == "EdDSA"
     assert header["kid"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert set(claims) == {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "jti", "auth_time"}
+    assert set(claims) == {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "jti", "auth_time", "amr"}
+    assert claims["amr"] == ["pwd"]
     assert claims["iss"] == TEST_ISSUER
     assert claims["aud"] == TEST_AUDIENCE
     assert claims["sub"] == str(user.id)
@@ -447,7 +448,7 @@ def test_the_token_routes_document_their_bodies_answers_and_problems(app: FastAP
         assert set(schemas[body]["properties"]) == properties
         ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/TokenResponse"}
-        statuses = {"200", "400", "401", "422", "503"} | ({"429"} if path == "/auth/login" else set())
+        statuses = {"200", "400", "401", "422", "503"} | ({"403", "429"} if path == "/auth/login" else set())
         assert set(operation["responses"]) == statuses
         for status in statuses - {"200"}:
             assert set(operation["responses"][status]["content"]) == {"application/problem+json"}

@@ -19,6 +19,7 @@ from starlette.requests import Request, cookie_parser
 
 from foundation.auth_service.api.deps import DbSession, Sessions, client_of, json_body, session_service
 from foundation.auth_service.api.schemas import LoginRequest, RefreshRequest, TokenResponse
+from foundation.auth_service.services.factors import MfaRequired
 from foundation.auth_service.services.sessions import TokenPair
 from foundation.shared.errors import TooManyRequests, Unauthorized
 from foundation.shared.openapi import UNAVAILABLE, VALIDATION, documented, raises
@@ -83,7 +84,10 @@ def _over_https(request: Request) -> bool:
 
 @router.post("/login", response_model=TokenResponse)
 @documented(
-    raises(Unauthorized, "invalid_credentials"), raises(TooManyRequests, "too_many_attempts"), UNAVAILABLE
+    raises(Unauthorized, "invalid_credentials"),
+    raises(MfaRequired),
+    raises(TooManyRequests, "too_many_attempts"),
+    UNAVAILABLE,
 )
 async def login(body: LoginRequest, request: Request) -> Response:
     """Sign in. 401 `invalid_credentials` for an unknown email or a wrong password alike;

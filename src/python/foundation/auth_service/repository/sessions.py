@@ -14,6 +14,7 @@ other (``FOR KEY SHARE`` is shared); the lock is one primary-key probe in the sa
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,9 +40,9 @@ class TokenRow:
 _START = f"""
     WITH session AS (
         INSERT INTO sessions
-            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip)
+            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip, amr)
         VALUES (%(id)s, %(user_id)s, %(token)s, %(id)s, %(now)s, %(now)s, %(expires_at)s,
-                %(user_agent)s, %(ip)s)
+                %(user_agent)s, %(ip)s, %(amr)s)
     )
     {outbox.insert_sql()}
 """  # noqa: S608 - no value in the text: the outbox module's SQL
@@ -57,6 +58,7 @@ async def start(
     expires_at: datetime,
     user_agent: str | None,
     ip: str | None,
+    amr: Sequence[str],
     event_type: str,
     event_data: dict[str, Any],
 ) -> None:
@@ -71,6 +73,7 @@ async def start(
             "expires_at": expires_at,
             "user_agent": user_agent,
             "ip": ip,
+            "amr": list(amr),
             **outbox.insert_params(event_type, user_id, event_data, occurred_at=now),
         },
     )
@@ -152,17 +155,17 @@ _ROTATE_LIVE = f"""
         WHERE s.token = %(token)s AND num_nulls(s.replaced_by_id, s.revoked_at) = 2
           AND s.expires_at > %(now)s AND u.id = s.user_id AND u.is_active
           AND EXISTS (SELECT FROM sessions AS h WHERE h.id = s.family_id FOR KEY SHARE)
-        RETURNING s.user_id, s.family_id, s.authenticated_at, u.roles
+        RETURNING s.user_id, s.family_id, s.authenticated_at, s.amr, u.roles
     ), successor AS (
         INSERT INTO sessions
-            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip)
+            (id, user_id, token, family_id, authenticated_at, created_at, expires_at, user_agent, ip, amr)
         SELECT %(successor_id)s, user_id, %(successor_token)s, family_id, authenticated_at, %(now)s,
-               LEAST(%(now)s + %(idle)s, authenticated_at + %(absolute)s), %(user_agent)s, %(ip)s
+               LEAST(%(now)s + %(idle)s, authenticated_at + %(absolute)s), %(user_agent)s, %(ip)s, amr
         FROM old
     ), event AS (
         {_REFRESHED_EVENT}
     )
-    SELECT user_id, family_id, authenticated_at, roles FROM old
+    SELECT user_id, family_id, authenticated_at, amr, roles FROM old
 """  # noqa: S608 - no value in the text: the outbox module's SQL
 
 
@@ -172,6 +175,7 @@ class Rotated:
     family_id: uuid.UUID
     roles: list[str]
     authenticated_at: datetime
+    amr: list[str]
 
 
 async def rotate_live(
@@ -205,7 +209,13 @@ async def rotate_live(
     )
     if row is None:
         return None
-    return Rotated(row["user_id"], row["family_id"], list(row["roles"] or []), row["authenticated_at"])
+    return Rotated(
+        row["user_id"],
+        row["family_id"],
+        list(row["roles"] or []),
+        row["authenticated_at"],
+        list(row["amr"] or []),
+    )
 
 
 async def lock(db: AsyncSession, session_id: uuid.UUID) -> Session | None:

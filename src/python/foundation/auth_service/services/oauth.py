@@ -51,6 +51,8 @@ from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
 
+AMR_FEDERATED = ("fed",)  # the access tokens' amr: signed in at Google or Apple
+
 
 class InvalidState(BadRequest):
     code = "invalid_state"
@@ -199,7 +201,9 @@ class OAuthService:
                 raise Unauthorized("This account is disabled.", code="account_disabled")
             self._store_tokens(link, verified.tokens)
             await db.commit()
-            return await self.sessions.start_session(user.id, user.roles or [], client, method=provider.name)
+            return await self.sessions.start_session(
+                user.id, user.roles or [], client, method=provider.name, amr=AMR_FEDERATED
+            )
 
         if not identity.email or not identity.email_verified:
             raise Forbidden(
@@ -233,7 +237,9 @@ class OAuthService:
         # The account exists on its own; the session is opened next (like a sign-in that follows
         # a registration), so the outbox holds registered and linked before logged in.
         await db.commit()
-        return await self.sessions.start_session(user.id, user.roles or [], client, method=provider.name)
+        return await self.sessions.start_session(
+            user.id, user.roles or [], client, method=provider.name, amr=AMR_FEDERATED
+        )
 
     # -- linking -----------------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import psycopg
 from redis.exceptions import RedisError
@@ -44,7 +45,7 @@ from foundation.auth_service.services.refresh_tokens import (
 from foundation.database.direct import DirectSql
 from foundation.events import schema
 from foundation.events.outbox import record
-from foundation.shared.errors import NotFound, ServiceUnavailable, Unauthorized
+from foundation.shared.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
 from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -76,6 +77,16 @@ class Lifetimes:
     grace: timedelta
 
 
+# RFC 8176 ``amr`` values of a session opened by a password alone (services/factors.py has the rest).
+AMR_PASSWORD = ("pwd",)
+
+
+class SecondStep(Protocol):
+    async def required(self, user_id: uuid.UUID, roles: Sequence[str]) -> AppError | None:
+        """The answer to give instead of a session when the user must prove a second factor."""
+        ...
+
+
 def _refused(detail: str, code: str) -> Unauthorized:
     return Unauthorized(detail, code=code)
 
@@ -104,6 +115,8 @@ class SessionService:
         self.denylist = denylist
         self.lifetimes = lifetimes
         self.clock = clock
+        # Set by the second-factor router's lifespan: asked after every correct password.
+        self.second_factors: SecondStep | None = None
 
     # -- sign-in ---------------------------------------------------------------------------
 
@@ -134,7 +147,14 @@ class SessionService:
                 async with self.db_sessions() as db:
                     await users.set_password_hash(db, user.id, upgraded)
                     await db.commit()
-            pair = await self.start_session(user.id, user.roles or [], client, method="password")
+            if self.second_factors is not None and (
+                step := await self.second_factors.required(user.id, user.roles or [])
+            ):
+                await self.throttle.succeeded(attempt)  # the password was right
+                raise step
+            pair = await self.start_session(
+                user.id, user.roles or [], client, method="password", amr=AMR_PASSWORD
+            )
         except Unauthorized:
             raise  # a failed attempt keeps its count
         except Exception:
@@ -144,10 +164,11 @@ class SessionService:
         return pair
 
     async def start_session(
-        self, user_id: uuid.UUID, roles: Iterable[str], client: ClientInfo, *, method: str
+        self, user_id: uuid.UUID, roles: Iterable[str], client: ClientInfo, *, method: str, amr: Sequence[str]
     ) -> TokenPair:
-        """Open a session for a user who has proven who they are (password, Google, Apple):
-        a new refresh-token family and its first token; records the login; commits."""
+        """Open a session for a user who has proven who they are (password, second factor,
+        passkey, Google, Apple; ``amr`` says how): a new refresh-token family and its first
+        token; records the login; commits."""
         now = self.clock()
         token = new_token()
         family_id = uuid.uuid4()  # the first generation's id is the family's id: the sid
@@ -160,10 +181,11 @@ class SessionService:
             expires_at=min(now + self.lifetimes.idle, now + self.lifetimes.absolute),
             user_agent=client.user_agent,
             ip=client.ip,
+            amr=amr,
             event_type=schema.USER_LOGGED_IN,
             event_data={"session_id": str(family_id), "method": method, "ip": client.ip},
         )
-        return self._pair(user_id, family_id, list(roles), token, now)
+        return self._pair(user_id, family_id, list(roles), token, now, amr)
 
     def _pair(
         self,
@@ -172,9 +194,12 @@ class SessionService:
         roles: Iterable[str],
         refresh: str,
         authenticated_at: datetime,
+        amr: Sequence[str],
     ) -> TokenPair:
         # ``auth_time``: the sign-in that opened the session; a refresh is no new proof of identity.
-        access = self.issuer.issue(user_id, family_id, roles, auth_time=int(authenticated_at.timestamp()))
+        access = self.issuer.issue(
+            user_id, family_id, roles, auth_time=int(authenticated_at.timestamp()), amr=amr
+        )
         return TokenPair(access.token, access.expires_in, refresh, family_id)
 
     # -- refresh ---------------------------------------------------------------------------
@@ -199,7 +224,12 @@ class SessionService:
         )
         if rotated is not None:
             return self._pair(
-                rotated.user_id, rotated.family_id, rotated.roles, successor_token, rotated.authenticated_at
+                rotated.user_id,
+                rotated.family_id,
+                rotated.roles,
+                successor_token,
+                rotated.authenticated_at,
+                rotated.amr,
             )
         # Not a live token: find out why in a transaction, holding its row lock.
         async with self.db_sessions() as db:
@@ -246,9 +276,14 @@ class SessionService:
                 and successor.expires_at > now
                 and found.user_active
             ):
-                user_id, family_id, authenticated_at = row.user_id, row.family_id, row.authenticated_at
+                user_id, family_id, authenticated_at, amr = (
+                    row.user_id,
+                    row.family_id,
+                    row.authenticated_at,
+                    row.amr,
+                )
                 await db.commit()
-                return self._pair(user_id, family_id, found.roles, successor_token, authenticated_at)
+                return self._pair(user_id, family_id, found.roles, successor_token, authenticated_at, amr)
         user_id, family_id = row.user_id, row.family_id
         reused = _refused(
             "This refresh token was already used; the session has been signed out.", "refresh_token_reused"
