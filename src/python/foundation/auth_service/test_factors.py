@@ -312,7 +312,9 @@ async def test_passkey_sign_in_refuses_what_the_ceremony_does_not_prove(client: 
     # A cloned authenticator: its counter is behind the one the server saw last.
     started = (await client.post("/auth/passkeys/sign-in-options")).json()
     good = authenticator.get(started["options"], ORIGIN)
-    signed_in = await client.post("/auth/passkeys/sign-in", json={"handle": started["handle"], "credential": good})
+    signed_in = await client.post(
+        "/auth/passkeys/sign-in", json={"handle": started["handle"], "credential": good}
+    )
     assert signed_in.status_code == 200
     authenticator.credentials[0].sign_count -= 1
     assert await attempt(lambda options: authenticator.get(options, ORIGIN)) == "invalid_passkey"

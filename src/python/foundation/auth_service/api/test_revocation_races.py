@@ -58,7 +58,9 @@ async def _families(app: FastAPI, user_id: uuid.UUID, count: int) -> list[Family
     service: SessionService = app.state.session_service
     families = []
     for _ in range(count):
-        pair = await service.start_session(user_id, [], ClientInfo(ip="127.0.0.1"), method="password", amr=("pwd",))
+        pair = await service.start_session(
+            user_id, [], ClientInfo(ip="127.0.0.1"), method="password", amr=("pwd",)
+        )
         families.append(Family(pair.session_id, pair.access_token, [pair.refresh_token]))
     return families
 

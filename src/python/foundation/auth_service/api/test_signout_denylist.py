@@ -52,7 +52,9 @@ async def _revoked_rows(engine: AsyncEngine, family_id: uuid.UUID) -> int:
 
 async def _session(app: FastAPI, user_id: uuid.UUID) -> TokenPair:
     service: SessionService = app.state.session_service
-    return await service.start_session(user_id, [], ClientInfo(ip="127.0.0.1"), method="password", amr=("pwd",))
+    return await service.start_session(
+        user_id, [], ClientInfo(ip="127.0.0.1"), method="password", amr=("pwd",)
+    )
 
 
 async def test_logout_with_the_deny_list_away_answers_503_and_a_retry_completes_it(
