@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from foundation.events.consumer import StreamConsumer
 from foundation.events.schema import (
     HISTORY_RECORDED,
+    MFA_FACTOR_ADDED,
+    MFA_FAILED,
     REFRESH_TOKEN_REUSED,
     SESSION_REVOKED,
     STREAM,
@@ -48,6 +50,8 @@ def random_events(users: list[uuid.UUID], count: int, today: date, seed: int) ->
         SESSION_REVOKED,
         REFRESH_TOKEN_REUSED,
         HISTORY_RECORDED,
+        MFA_FAILED,
+        MFA_FACTOR_ADDED,
     ]
     events = [Event(type=USER_REGISTERED, user_id=u, occurred_at=_at(today, 29, rng)) for u in users]
     for _ in range(count):
@@ -72,7 +76,9 @@ def recount(events: list[Event], user: uuid.UUID, today: date) -> dict[str, Any]
     logins = [e for e in mine if e.type == USER_LOGGED_IN]
     types = Counter(e.data["type"] if e.type == HISTORY_RECORDED else e.type for e in mine)
     activity = Counter(
-        e.occurred_at.date() for e in mine if e.type not in {USER_LOGIN_FAILED, REFRESH_TOKEN_REUSED}
+        e.occurred_at.date()
+        for e in mine
+        if e.type not in {USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED}
     )
     first = today - timedelta(days=29)
     return {
@@ -141,7 +147,7 @@ async def test_stats_equal_a_full_recount_even_with_duplicates_and_a_deletion(
     }
     active: dict[date, set[uuid.UUID]] = defaultdict(set)
     for e in counted:
-        if e.user_id and e.type not in {USER_LOGIN_FAILED, REFRESH_TOKEN_REUSED}:
+        if e.user_id and e.type not in {USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED}:
             active[e.occurred_at.date()].add(e.user_id)
     assert [d.active_users for d in summary.days] == [len(active[d.day]) for d in summary.days]
 

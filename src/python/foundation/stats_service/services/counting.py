@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from foundation.events.schema import (
     HISTORY_RECORDED,
+    MFA_FAILED,
     REFRESH_TOKEN_REUSED,
     USER_DELETED,
     USER_LOGGED_IN,
@@ -30,7 +31,7 @@ from foundation.stats_service.repository import SESSION_END_TYPES, StatsReposito
 log = get_logger(__name__)
 
 # Events that do not mean the user was active (someone else may have caused them).
-NOT_ACTIVITY = frozenset({USER_LOGIN_FAILED, REFRESH_TOKEN_REUSED})
+NOT_ACTIVITY = frozenset({USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED})
 
 
 def ledger_row(event: Event) -> dict[str, Any] | None:
