@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Scope
 
 from foundation.auth.verifier import TokenVerifier
-from foundation.gateway.api.gateway_routes import gateway_router
+from foundation.gateway.api.endpoints import gateway_router
 from foundation.gateway.authentication import ROUTE_KEY, IdentifyMiddleware, RequireAuthentication
 from foundation.gateway.body_limit import BodyLimitMiddleware
 from foundation.gateway.edge import EdgeRouter
