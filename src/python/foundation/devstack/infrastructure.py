@@ -1,4 +1,8 @@
-"""PostgreSQL and Redis for the stack: embedded servers, or the ones DATABASE_URL/REDIS_URL name.
+"""PostgreSQL, Redis and a mail server for the stack: embedded servers, or the ones
+DATABASE_URL/REDIS_URL/SMTP_URL name.
+
+Without SMTP_URL the stack runs a mail catcher (``mail_catcher.py``): auth-service's mail
+lands in ``<data dir>/mail`` as ``.eml`` files, which the dev inbox shows (``inbox.py``).
 
 Each service with a database gets its own, created when missing on that one server:
 ``<base>_auth``, ``<base>_history``, ``<base>_stats``. ``<base>`` is the database named in
@@ -10,14 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
 from foundation.database.provisioning import ensure_database, with_database
 from foundation.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
+from foundation.devstack.mail_catcher import MailCatcher
 from foundation.devstack.services import Service
 
 DEFAULT_BASE = "foundation"
+INBOX_URL = "http://127.0.0.1:8800/inbox/"
 
 
 def database_base(url: str) -> str:
@@ -36,6 +43,14 @@ def redacted(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def redacted_smtp(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
 @dataclass
 class Infrastructure:
     server_url: str
@@ -43,6 +58,8 @@ class Infrastructure:
     base: str
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
+    smtp_url: str = ""
+    mail: MailCatcher | None = None
     created: list[str] = field(default_factory=list)
 
     def database_url(self, service: Service) -> str:
@@ -56,10 +73,16 @@ class Infrastructure:
     def describe(self, data_dir: Path) -> list[tuple[str, str, str]]:
         pg_note = f"embedded, data in {data_dir / 'postgres'}" if self.postgres else "DATABASE_URL"
         redis_note = f"embedded, data in {data_dir / 'redis'}" if self.redis else "REDIS_URL"
-        return [
+        rows = [
             ("postgres", redacted(self.server_url), pg_note),
             ("redis", redacted(self.redis_url), redis_note),
         ]
+        if self.mail is not None:
+            inbox = f"{INBOX_URL} (./pants run //:studio)"
+            rows.append(("mail", self.mail.url, f"catcher, messages in {self.mail.folder}; inbox {inbox}"))
+        elif self.smtp_url:
+            rows.append(("mail", redacted_smtp(self.smtp_url), "SMTP_URL"))
+        return rows
 
     def exited(self) -> list[tuple[str, int]]:
         """The embedded servers that have stopped on their own: (name, exit code)."""
@@ -71,6 +94,8 @@ class Infrastructure:
         return gone
 
     def stop(self) -> None:
+        if self.mail:
+            self.mail.stop()
         if self.redis:
             self.redis.stop()
         if self.postgres:
@@ -84,14 +109,20 @@ def start_infrastructure(
     redis_url: str | None,
     postgres_port: int = 0,
     redis_port: int = 0,
+    smtp_url: str | None = None,
+    smtp_port: int = 0,
 ) -> Infrastructure:
-    postgres = redis = None
+    postgres = redis = mail = None
     try:
         if not database_url:
             postgres = EmbeddedPostgres(data_dir / "postgres", port=postgres_port).start()
         if not redis_url:
             redis = EmbeddedRedis(data_dir / "redis", port=redis_port, persist=True).start()
+        if not smtp_url:
+            mail = MailCatcher(data_dir / "mail", port=smtp_port).start()
     except BaseException:
+        if redis:
+            redis.stop()
         if postgres:
             postgres.stop()
         raise
@@ -102,4 +133,6 @@ def start_infrastructure(
         base=database_base(server_url),
         postgres=postgres,
         redis=redis,
+        smtp_url=smtp_url or (mail.url if mail else ""),
+        mail=mail,
     )

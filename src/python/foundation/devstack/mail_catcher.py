@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import secrets
 import threading
 import time
@@ -26,6 +27,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from foundation.devstack.embedded import free_port
 
 HOST = "127.0.0.1"
+
+# aiosmtpd logs every SMTP command at INFO: a line per command of every message.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class StackOptions:
     redis_url: str | None
     postgres_port: int  # embedded PostgreSQL (0: any free port)
     redis_port: int
+    smtp_url: str | None  # a mail server to use instead of the stack's catcher
+    smtp_port: int  # the catcher (0: any free port)
     log_format: str  # passed to the services as LOG_FORMAT
     color: bool
     ready_timeout: float
@@ -116,6 +118,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="port of the embedded Redis (default: a free port) [DEVSTACK_REDIS_PORT]",
     )
     parser.add_argument(
+        "--smtp-port",
+        type=_port,
+        default=_port(environ.get("DEVSTACK_SMTP_PORT") or "0"),
+        help="port of the mail catcher, used when SMTP_URL is unset (default: a free port) "
+        "[DEVSTACK_SMTP_PORT]",
+    )
+    parser.add_argument(
         "--log-format",
         choices=["console", "json"],
         default=environ.get("LOG_FORMAT") or None,
@@ -166,6 +175,8 @@ def parse_options(
         redis_url=environ.get("REDIS_URL") or None,
         postgres_port=args.postgres_port,
         redis_port=args.redis_port,
+        smtp_url=environ.get("SMTP_URL") or None,
+        smtp_port=args.smtp_port,
         log_format=log_format,
         color=color,
         ready_timeout=args.ready_timeout,

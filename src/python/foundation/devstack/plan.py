@@ -53,6 +53,7 @@ def instance_env(
     database_url: str | None,
     redis_url: str,
     data_dir: Path,
+    smtp_url: str | None = None,
 ) -> dict[str, str]:
     auth = instances_of(instances, AUTH)
     gateway = instances_of(instances, GATEWAY)
@@ -66,6 +67,8 @@ def instance_env(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    if smtp_url and instance.service == AUTH:
+        env["SMTP_URL"] = smtp_url
     if instance.service == GATEWAY:
         env["GATEWAY_PORT"] = str(instance.port)
         for service in SERVICES:

@@ -1,9 +1,9 @@
 """The one-command local stack: ``python -m foundation.devstack`` / ``./pants run //:dev``.
 
-Starts PostgreSQL and Redis (embedded, or the servers DATABASE_URL/REDIS_URL name), creates
-and migrates one database per service, runs every service as a child process, merges their
-logs, reloads services whose sources change, and on Ctrl-C/SIGTERM stops everything it
-started. See docs/development.md.
+Starts PostgreSQL, Redis and a mail catcher (embedded, or the servers DATABASE_URL, REDIS_URL
+and SMTP_URL name), creates and migrates one database per service, runs every service as a
+child process, merges their logs, reloads services whose sources change, and on
+Ctrl-C/SIGTERM stops everything it started. See docs/development.md.
 """
 
 from __future__ import annotations
@@ -185,8 +185,10 @@ class Stack:
                 redis_url=self.options.redis_url,
                 postgres_port=self.options.postgres_port,
                 redis_port=self.options.redis_port,
+                smtp_url=self.options.smtp_url,
+                smtp_port=self.options.smtp_port,
             )
-        except (RuntimeError, TimeoutError) as exc:
+        except (RuntimeError, TimeoutError, OSError) as exc:
             raise StackError(str(exc)) from exc
         self._check_stop()
         try:
@@ -247,6 +249,7 @@ class Stack:
             database_url=self.infra.database_url(service) if service.has_database else None,
             redis_url=self.infra.redis_url,
             data_dir=self.options.data_dir,
+            smtp_url=self.infra.smtp_url,
         )
         argv = [
             sys.executable,
@@ -282,6 +285,7 @@ class Stack:
                 s.package: self.infra.database_url(s) for s in self.options.services if s.has_database
             },
             "redis_url": self.infra.redis_url,
+            "mail_dir": str(self.infra.mail.folder) if self.infra.mail and self.infra.mail.folder else None,
         }
         path = self.options.data_dir / STATE_FILE
         path.write_text(json.dumps(state, indent=2))

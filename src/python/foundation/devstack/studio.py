@@ -1,4 +1,5 @@
-"""The database studio: a local web UI over every service's tables (``./pants run //:studio``).
+"""The database studio: a local web UI over every service's tables (``./pants run //:studio``),
+and beside it the dev inbox (``/inbox/``, devstack/inbox.py): the mail the stack caught.
 
 The counterpart of Prisma Studio, built on sqladmin: one page per table of auth-service,
 history-service and stats-service, with its rows, read-only unless started with
@@ -32,11 +33,12 @@ from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from foundation.database.engine import normalise_url
 from foundation.database.provisioning import with_database
 from foundation.devstack.embedded import EmbeddedPostgres
+from foundation.devstack.inbox import create_inbox_app
 from foundation.devstack.infrastructure import database_base, database_name
 from foundation.devstack.paths import default_data_dir, repo_root
 from foundation.devstack.runner import STATE_FILE
@@ -45,6 +47,7 @@ from foundation.devstack.services import SERVICES
 HOST = "127.0.0.1"  # loopback only: the studio has no login
 DEFAULT_PORT = 8800
 BASE_URL = "/admin"
+INBOX_URL = "/inbox"
 SERVICE_MODELS = {
     "auth_service": "foundation.auth_service.models",
     "history_service": "foundation.history_service.models",
@@ -92,8 +95,11 @@ def _engine(url: str, *, writable: bool) -> Engine:
     return create_engine(normalise_url(url), pool_pre_ping=True, connect_args=options)
 
 
-def create_studio_app(database_urls: Mapping[str, str], *, writable: bool = False) -> Starlette:
-    """``database_urls``: service package -> URL of its database."""
+def create_studio_app(
+    database_urls: Mapping[str, str], *, writable: bool = False, mail_dir: Path | None = None
+) -> Starlette:
+    """``database_urls``: service package -> URL of its database; ``mail_dir``: the stack's
+    kept mail, shown by the dev inbox at ``/inbox/`` (devstack/inbox.py)."""
     from sqladmin import Admin
 
     bases = {pkg: base for pkg, base in service_bases().items() if pkg in database_urls}
@@ -108,7 +114,10 @@ def create_studio_app(database_urls: Mapping[str, str], *, writable: bool = Fals
         for engine in engines.values():
             engine.dispose()
 
-    app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
+    routes: list[BaseRoute] = [Route("/", home)]
+    if mail_dir is not None:
+        routes.append(Mount(INBOX_URL, app=create_inbox_app(mail_dir)))
+    app = Starlette(routes=routes, lifespan=lifespan)
     binds: dict[Any, Engine] = {base: engines[pkg] for pkg, base in bases.items()}
     mode = "read and write" if writable else "read-only"
     admin = Admin(app, session_maker=sessionmaker(binds=binds), base_url=BASE_URL, title=f"Studio ({mode})")
@@ -161,7 +170,10 @@ CONFIG_ENV = "FOUNDATION_STUDIO_CONFIG"  # what main() chose, for the worker's f
 def app_from_environment() -> Starlette:
     """Granian's app factory, run in its worker: the databases and mode ``main`` chose."""
     config = json.loads(os.environ[CONFIG_ENV])
-    return create_studio_app(config["databases"], writable=config["writable"])
+    mail_dir = config.get("mail_dir")
+    return create_studio_app(
+        config["databases"], writable=config["writable"], mail_dir=Path(mail_dir) if mail_dir else None
+    )
 
 
 def serve(port: int) -> None:
@@ -199,10 +211,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"no databases yet in {data_dir}: start the stack once (./pants run //:dev), or set DATABASE_URL"
         )
     try:
-        create_studio_app(urls, writable=args.write)  # a bad URL fails here, not in the worker
-        os.environ[CONFIG_ENV] = json.dumps({"databases": urls, "writable": args.write})
+        mail_dir = data_dir / "mail"
+        create_studio_app(urls, writable=args.write, mail_dir=mail_dir)  # a bad URL fails here
+        os.environ[CONFIG_ENV] = json.dumps(
+            {"databases": urls, "writable": args.write, "mail_dir": str(mail_dir)}
+        )
         mode = "read and write" if args.write else "read-only"
         print(f"studio: http://{HOST}:{args.port}{BASE_URL}/ ({mode})", flush=True)
+        print(f"dev inbox: http://{HOST}:{args.port}{INBOX_URL}/", flush=True)
         serve(args.port)
     finally:
         if postgres:

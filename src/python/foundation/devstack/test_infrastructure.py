@@ -42,9 +42,28 @@ def test_configured_postgres_gets_one_database_per_service_and_embedded_redis(
         rows = infra.describe(tmp_path)
         assert rows[0][2] == "DATABASE_URL"
         assert rows[1][2].startswith("embedded")
+        # No SMTP_URL: a mail catcher keeps auth-service's mail for the dev inbox.
+        assert infra.mail is not None and infra.smtp_url == infra.mail.url
+        assert rows[2][:2] == ("mail", infra.mail.url)
+        assert "/inbox/" in rows[2][2]
     finally:
         infra.stop()
         for service in (AUTH, HISTORY, STATS):
             drop_database(infra.database_url(service))
     assert infra.redis.proc is not None
     assert infra.redis.proc.poll() is not None
+
+
+def test_a_configured_mail_server_is_used_and_its_password_not_shown(tmp_path: Path) -> None:
+    infra = start_infrastructure(
+        tmp_path,
+        database_url="postgresql://h/db",
+        redis_url="redis://r/0",
+        smtp_url="smtp://me:s3cret@mail.test:587",
+    )
+    try:
+        assert infra.mail is None
+        assert infra.smtp_url == "smtp://me:s3cret@mail.test:587"
+        assert infra.describe(tmp_path)[2] == ("mail", "smtp://me:***@mail.test:587", "SMTP_URL")
+    finally:
+        infra.stop()

@@ -82,3 +82,20 @@ def test_services_with_a_database_get_their_own(tmp_path: Path) -> None:
 def test_children_import_the_source_tree_first(tmp_path: Path) -> None:
     path = child_pythonpath(tmp_path, ["", "/does/not/exist", str(tmp_path), "/"])
     assert path.split(os.pathsep) == [str(tmp_path), "/"]
+
+
+def test_auth_service_alone_is_told_the_mail_server(tmp_path: Path) -> None:
+    opts = options(tmp_path)
+    instances = plan_instances(opts)
+    common = base_env(opts, {}, "/src")
+    for instance in instances:
+        env = instance_env(
+            instance,
+            instances,
+            common=common,
+            database_url=None,
+            redis_url="redis://r/0",
+            data_dir=tmp_path,
+            smtp_url="smtp://127.0.0.1:2525",
+        )
+        assert env.get("SMTP_URL") == ("smtp://127.0.0.1:2525" if instance.service == AUTH else None)

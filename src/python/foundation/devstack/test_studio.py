@@ -96,6 +96,14 @@ async def test_write_mode_offers_editing(server_url: str) -> None:
     assert create.status_code == 200
 
 
+async def test_the_dev_inbox_is_served_beside_the_tables(server_url: str, tmp_path: Path) -> None:
+    app = create_studio_app(configured_databases(server_url), mail_dir=tmp_path)
+    async with serve_app(app) as client:  # type: ignore[arg-type]
+        inbox = await client.get("/inbox/")
+    assert inbox.status_code == 200
+    assert "Dev inbox" in inbox.text
+
+
 def test_databases_come_from_the_url_or_the_running_stack(tmp_path: Path) -> None:
     assert configured_databases("postgresql://u@h/shop") == {
         "auth_service": "postgresql+psycopg://u@h/shop_auth",
@@ -180,6 +188,12 @@ def test_main_serves_the_databases_it_finds_on_loopback(
     main(["--data-dir", str(tmp_path), "--port", "8899"])
     assert served == [8899]
     config = json.loads(os.environ[CONFIG_ENV])
-    assert config == {"databases": configured_databases(server_url), "writable": False}
+    assert config == {
+        "databases": configured_databases(server_url),
+        "writable": False,
+        "mail_dir": str(tmp_path / "mail"),
+    }
     assert isinstance(app_from_environment(), Starlette)  # what the worker will serve
-    assert "studio: http://127.0.0.1:8899/admin/ (read-only)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "studio: http://127.0.0.1:8899/admin/ (read-only)" in out
+    assert "dev inbox: http://127.0.0.1:8899/inbox/" in out
