@@ -1,10 +1,10 @@
 """The mail relay: sends what a service's mail outbox holds, and marks each row sent.
 
-Each pass reads the oldest due rows (``FOR UPDATE SKIP LOCKED``: replicas never send one
-row twice at once) and, per row, asks the service's ``compose`` for the message, sends it
-and marks the row, all in one transaction. ``compose`` may write (auth-service stores the
-hash of the token it puts in the link there); a failed send rolls its writes back (a
-savepoint), so a message never sent leaves nothing behind.
+Each pass takes the oldest due rows one at a time (``FOR UPDATE SKIP LOCKED``: replicas
+never send one row at the same time) and, per row, asks the service's ``compose`` for the
+message, sends it and marks the row, in one transaction. What ``compose`` writes in that
+transaction is rolled back when the send fails (a savepoint), so a message never sent leaves
+nothing behind.
 
 - Sent: ``published_at`` is set. Rows are deleted ``retention`` after.
 - ``compose`` answers None (the message is moot, e.g. its link has expired): marked done,
@@ -91,38 +91,44 @@ class MailRelay:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """One pass; the number of messages sent. Raises a database error, never a mail one."""
-        model, now, sent = self.model, self.clock(), 0
+        """One pass; the number of messages sent. Raises a database error, never a mail one.
+
+        A transaction per message: each is marked sent as soon as the server took it (a link
+        in it may be opened at once), and holds only its own row's lock while it is sent."""
+        model, now = self.model, self.clock()
+        sent = handled = 0
         self._pause = None
-        async with self.sessions() as db:
-            rows = (
-                await db.scalars(
-                    select(model)
-                    .where(
-                        model.published_at.is_(None),
-                        or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
-                    )
-                    .order_by(model.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            self._full = len(rows) == self.batch_size
-            for row in rows:
+        due = (
+            select(model)
+            .where(
+                model.published_at.is_(None),
+                or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
+            )
+            .order_by(model.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        while handled < self.batch_size and self._pause is None:
+            async with self.sessions() as db:
+                row = (await db.scalars(due)).first()
+                if row is None:
+                    break
+                handled += 1
                 outcome = await self._deliver(db, row)
                 row.attempts += 1
                 if outcome is None:
                     row.published_at, row.last_error = self.clock(), None
                     sent += 1
                 elif isinstance(outcome, MailUnavailable):
+                    # The rows behind it would most likely meet the same server: the pass ends.
                     self._pause = self.backoff.delay(row.attempts)
                     row.next_attempt_at = self.clock() + timedelta(seconds=self._pause)
                     row.last_error = str(outcome)[:500]
                     log.warning("mail not sent; trying again", mail_id=str(row.event_id), error=str(outcome))
-                    break
                 else:  # rejected for good, or moot
                     row.published_at, row.last_error = self.clock(), str(outcome)[:500]
-            await db.commit()
+                await db.commit()
+        self._full = handled == self.batch_size
         self.sent += sent
         return sent
 
