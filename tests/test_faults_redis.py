@@ -351,7 +351,7 @@ async def test_a_lost_stream_is_found_again_in_the_outbox_and_each_event_is_coun
         await conn.execute(
             text("UPDATE outbox SET published_at = NULL WHERE published_at >= :since"), {"since": before}
         )
-    stack.auth_app.state.outbox_relay.notify()
+    stack.auth.state["outbox_relay"].notify()
 
     await eventually(lambda: everything_delivered(stack, users), timeout=10, what="republished events arrive")
     await assert_each_event_once_in_history_and_stats(stack, users, tokens)

@@ -144,7 +144,7 @@ async def start_stack(
     auth_app = create_auth_app(auth_settings(databases.auth, redis_url, prefix, keys_dir, **auth_overrides))
     auth_client = await exit_stack.enter_async_context(serve_app(auth_app))
     verifier = TokenVerifier(
-        LocalKeySource(auth_app.state.signing_keys), issuer=TEST_ISSUER, audience=TEST_AUDIENCE
+        LocalKeySource(auth_client.state["signing_keys"]), issuer=TEST_ISSUER, audience=TEST_AUDIENCE
     )
     common: dict[str, Any] = {
         "environment": "test",

@@ -36,11 +36,6 @@ def bearer_token(request: Request) -> str:
 async def get_principal(request: Request) -> Principal:
     token = bearer_token(request)
     state = lifespan_state(request, AuthState)
-    if "token_verifier" not in state:  # auth-service still keeps these on app.state
-        state = {
-            "token_verifier": request.app.state.token_verifier,
-            "session_denylist": request.app.state.session_denylist,
-        }
     principal = await state["token_verifier"].verify(token)
     # Redis away or saturated: the shared handlers answer 503 `redis_unavailable` (fail closed:
     # a revoked session's token must not pass because its revocation cannot be read).

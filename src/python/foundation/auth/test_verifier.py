@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import jwt
 import pytest
@@ -16,7 +17,7 @@ from aiohttp import web
 from fastapi import FastAPI
 
 from foundation.auth.denylist import SessionDenyList
-from foundation.auth.dependencies import AdminPrincipal, CurrentPrincipal
+from foundation.auth.dependencies import AdminPrincipal, AuthState, CurrentPrincipal
 from foundation.auth.jwks import JwksPolicy
 from foundation.auth.keys import JwksKeySource, StaticKeySource, parse_jwks
 from foundation.auth.verifier import TokenVerifier, build_verifier, service_verifier
@@ -313,11 +314,15 @@ def test_build_verifier_needs_a_jwks_url() -> None:
 
 async def test_dependencies_enforce_token_denylist_and_role(redis_url: str, redis_prefix: str) -> None:
     signer = TestSigner()
-    app = FastAPI()
-    install_error_handlers(app)
     redis = aioredis.Redis.from_url(redis_url)
-    app.state.token_verifier = test_verifier(signer)
-    app.state.session_denylist = SessionDenyList(redis, redis_prefix)
+    denylist = SessionDenyList(redis, redis_prefix)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[AuthState]:
+        yield {"token_verifier": test_verifier(signer), "session_denylist": denylist}
+
+    app = FastAPI(lifespan=lifespan)
+    install_error_handlers(app)
 
     @app.get("/me")
     async def me(principal: CurrentPrincipal) -> dict[str, str]:
@@ -340,7 +345,7 @@ async def test_dependencies_enforce_token_denylist_and_role(redis_url: str, redi
             assert (await client.get("/admin", headers=bearer(token))).status_code == 403
             admin_token = signer.issue(roles=["admin"])
             assert (await client.get("/admin", headers=bearer(admin_token))).status_code == 200
-            await app.state.session_denylist.deny(session, 60)
+            await denylist.deny(session, 60)
             revoked = await client.get("/me", headers=bearer(token))
             assert revoked.status_code == 401 and revoked.json()["code"] == "session_revoked"
             assert await redis.ttl(f"{redis_prefix}auth:denied-session:{session}") > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request
@@ -55,11 +55,7 @@ def tune_worker() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-# auth-service's lifespan still yields no state (it keeps its resources on app.state).
-StatelessLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-
-def _tuning(lifespan: Lifespan[StateT] | StatelessLifespan | None) -> Lifespan[Mapping[str, Any]]:
+def _tuning(lifespan: Lifespan[StateT] | None) -> Lifespan[Mapping[str, Any]]:
     """``lifespan``, then ``tune_worker``; its state is passed on to Starlette."""
 
     @asynccontextmanager
@@ -70,7 +66,7 @@ def _tuning(lifespan: Lifespan[StateT] | StatelessLifespan | None) -> Lifespan[M
             return
         async with lifespan(app) as state:
             tune_worker()
-            yield state or {}
+            yield state
 
     return run
 
@@ -111,18 +107,15 @@ def create_service_app(
     version: str = "1.0.0",
     routers: Sequence[APIRouter] = (),
     ready: Callable[[StateT], Mapping[str, Check]] | None = None,
-    checks: Callable[[FastAPI], Mapping[str, Check]] | None = None,
-    lifespan: Lifespan[StateT] | StatelessLifespan | None = None,
+    lifespan: Lifespan[StateT] | None = None,
     description: str = "",
     middleware: Sequence[Middleware] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """``lifespan`` opens the service's resources and yields its state (see
     ``foundation.shared.lifespan``); ``ready`` names, from that state, what ``/ready``
-    pings (``checks``, from the app, is for an app that keeps its resources on
-    ``app.state``: auth-service, until its lifespan yields them). ``middleware`` runs inside
-    the shared ones (request id and access log, tracing, error answers), innermost first,
-    just before FastAPI's router."""
+    pings. ``middleware`` runs inside the shared ones (request id and access log, tracing,
+    error answers), innermost first, just before FastAPI's router."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     docs = settings.docs_enabled
     app = FastAPI(
@@ -143,9 +136,7 @@ def create_service_app(
     install_problem_docs(app)
 
     def ready_checks(state: Mapping[str, Any]) -> Mapping[str, Check]:
-        if ready is not None:
-            return ready(cast(StateT, state))
-        return checks(app) if checks is not None else {}
+        return ready(cast(StateT, state)) if ready is not None else {}
 
     app.include_router(health_router(ready_checks))
     for router in routers:

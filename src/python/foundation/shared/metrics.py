@@ -139,19 +139,12 @@ class StateCollector(Collector):
         self.outbox: tuple[float, float] | None = None
 
     def _state(self, name: str) -> Any:
-        if name in self.state:
-            return self.state[name]
-        # auth-service still keeps its resources on app.state.
-        return getattr(self.app.state, name, None)
+        return self.state.get(name)
 
     def relays(self) -> list[Any]:
         from foundation.events.relay import OutboxRelay
 
-        relays = [value for value in self.state.values() if isinstance(value, OutboxRelay)]
-        if not relays:  # auth-service still keeps its resources on app.state
-            state = getattr(self.app.state, "_state", {})
-            relays = [value for value in state.values() if isinstance(value, OutboxRelay)]
-        return relays
+        return [value for value in self.state.values() if isinstance(value, OutboxRelay)]
 
     async def refresh(self, state: Mapping[str, Any]) -> None:
         self.state = state

@@ -6,6 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from foundation.auth_service.lifespan import State
+from foundation.shared.lifespan import lifespan_state
+
 router = APIRouter(prefix="/auth", tags=["keys"])
 
 
@@ -13,5 +16,4 @@ router = APIRouter(prefix="/auth", tags=["keys"])
 async def jwks(request: Request, response: Response) -> dict[str, Any]:
     """Every key that signs now, will sign soon, or signed a token that has not expired yet."""
     response.headers["Cache-Control"] = "public, max-age=30"
-    document: dict[str, Any] = request.app.state.signing_keys.jwks()
-    return document
+    return lifespan_state(request, State)["signing_keys"].jwks()

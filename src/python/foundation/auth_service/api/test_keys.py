@@ -137,7 +137,7 @@ def test_rotate_keys_explains_itself_when_keys_come_from_configuration(
 def test_production_refuses_to_start_without_a_signing_key(
     make_settings: Callable[..., AuthServiceSettings], tmp_path: Path
 ) -> None:
-    from foundation.auth_service.app import load_signing_keys
+    from foundation.auth_service.lifespan import load_signing_keys
 
     settings = make_settings(
         environment="production", jwt_keys_dir=tmp_path / "none", jwt_issuer="https://api.acme.io/auth"
