@@ -36,6 +36,17 @@ MFA_FAILED = "mfa.failed"
 MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
 MFA_RECOVERY_CODES_REPLACED = "mfa.recovery_codes_replaced"
 
+# The account lifecycle (no addresses in the data): an address confirmed ({"email_change":
+# whether it was a new address}), a change of address asked for ({"ip"}) and made ({}), a
+# reset link asked for ({"ip"}) and used ({"sessions_ended"}), a password changed by its
+# owner ({"sessions_ended": the other sessions}).
+USER_EMAIL_VERIFIED = "user.email_verified"
+USER_EMAIL_CHANGE_REQUESTED = "user.email_change_requested"
+USER_EMAIL_CHANGED = "user.email_changed"
+USER_PASSWORD_RESET_REQUESTED = "user.password_reset_requested"  # noqa: S105 - an event name
+USER_PASSWORD_RESET_COMPLETED = "user.password_reset_completed"  # noqa: S105
+USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105
+
 # Published by history-service when a client records its own event (POST /history):
 # data = {"type": <the client's event type>}; the event id is the stored history entry's id.
 HISTORY_RECORDED = "history.recorded"

@@ -24,6 +24,8 @@ from foundation.events.schema import (
     USER_LOGGED_IN,
     USER_LOGGED_OUT,
     USER_LOGIN_FAILED,
+    USER_PASSWORD_CHANGED,
+    USER_PASSWORD_RESET_REQUESTED,
     USER_REGISTERED,
     Event,
 )
@@ -40,6 +42,10 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list
         return await StatsRepository(session).snapshot()
 
 
+# What the recount does not take for the user being active: someone else may have caused it.
+NOT_ACTIVE = {USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED, USER_PASSWORD_RESET_REQUESTED}
+
+
 def random_events(users: list[uuid.UUID], count: int, today: date, seed: int) -> list[Event]:
     rng = random.Random(seed)
     kinds = [
@@ -52,6 +58,8 @@ def random_events(users: list[uuid.UUID], count: int, today: date, seed: int) ->
         HISTORY_RECORDED,
         MFA_FAILED,
         MFA_FACTOR_ADDED,
+        USER_PASSWORD_RESET_REQUESTED,
+        USER_PASSWORD_CHANGED,
     ]
     events = [Event(type=USER_REGISTERED, user_id=u, occurred_at=_at(today, 29, rng)) for u in users]
     for _ in range(count):
@@ -75,11 +83,7 @@ def recount(events: list[Event], user: uuid.UUID, today: date) -> dict[str, Any]
     mine = [e for e in events if e.user_id == user]
     logins = [e for e in mine if e.type == USER_LOGGED_IN]
     types = Counter(e.data["type"] if e.type == HISTORY_RECORDED else e.type for e in mine)
-    activity = Counter(
-        e.occurred_at.date()
-        for e in mine
-        if e.type not in {USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED}
-    )
+    activity = Counter(e.occurred_at.date() for e in mine if e.type not in NOT_ACTIVE)
     first = today - timedelta(days=29)
     return {
         "logins": len(logins),
@@ -147,7 +151,7 @@ async def test_stats_equal_a_full_recount_even_with_duplicates_and_a_deletion(
     }
     active: dict[date, set[uuid.UUID]] = defaultdict(set)
     for e in counted:
-        if e.user_id and e.type not in {USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED}:
+        if e.user_id and e.type not in NOT_ACTIVE:
             active[e.occurred_at.date()].add(e.user_id)
     assert [d.active_users for d in summary.days] == [len(active[d.day]) for d in summary.days]
 

@@ -22,6 +22,7 @@ from foundation.events.schema import (
     USER_DELETED,
     USER_LOGGED_IN,
     USER_LOGIN_FAILED,
+    USER_PASSWORD_RESET_REQUESTED,
     USER_REGISTERED,
     Event,
 )
@@ -30,8 +31,9 @@ from foundation.stats_service.repository import SESSION_END_TYPES, StatsReposito
 
 log = get_logger(__name__)
 
-# Events that do not mean the user was active (someone else may have caused them).
-NOT_ACTIVITY = frozenset({USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED})
+# Events that do not mean the user was active (someone else may have caused them: anyone who
+# knows an address can ask for its reset link).
+NOT_ACTIVITY = frozenset({USER_LOGIN_FAILED, MFA_FAILED, REFRESH_TOKEN_REUSED, USER_PASSWORD_RESET_REQUESTED})
 
 
 def ledger_row(event: Event) -> dict[str, Any] | None:
