@@ -9,11 +9,13 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from foundation.auth.oauth.settings import OAuthSettings
+from foundation.auth_service.account_settings import AccountLifecycleSettings
 from foundation.shared.settings import CsvList, ServiceSettings, split_csv
 
 
-class AuthServiceSettings(OAuthSettings, ServiceSettings):
-    """Also Google and Apple sign-in: the OAUTH_* variables (foundation.auth.oauth.settings)."""
+class AuthServiceSettings(AccountLifecycleSettings, OAuthSettings, ServiceSettings):
+    """Also Google and Apple sign-in: the OAUTH_* variables (foundation.auth.oauth.settings);
+    mail, address verification and password reset (account_settings.py)."""
 
     service_name: str = "auth-service"
 
