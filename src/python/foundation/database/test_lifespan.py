@@ -3,6 +3,7 @@ exit stack, also when start-up fails half-way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import text
 from foundation.auth.keys import StaticKeySource
 from foundation.auth.verifier import TokenVerifier
 from foundation.database.lifespan import ServiceState, service_lifespan
+from foundation.shared.lifespan import Lifespan
 from foundation.shared.settings import ServiceSettings
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER
 
@@ -25,20 +27,19 @@ class ClosingKeys(StaticKeySource):
         self.closed = True
 
 
-def settings(postgres_url: str, redis_url: str) -> ServiceSettings:
-    return ServiceSettings(database_url=postgres_url, redis_url=redis_url)
+def lifespan_with(
+    postgres_url: str, redis_url: str, open_more: Callable[[Any, ServiceState], ServiceState]
+) -> tuple[Lifespan[ServiceState], ClosingKeys, TokenVerifier]:
+    keys = ClosingKeys()
+    verifier = TokenVerifier(keys, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
+    settings = ServiceSettings(database_url=postgres_url, redis_url=redis_url)
+    return service_lifespan(settings, verifier, open_more), keys, verifier
 
 
 async def test_the_state_is_live_while_the_app_runs_and_closed_after(
     postgres_url: str, redis_url: str
 ) -> None:
-    keys = ClosingKeys()
-    verifier = TokenVerifier(keys, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
-
-    def nothing_more(stack: Any, base: ServiceState) -> ServiceState:
-        return base
-
-    lifespan = service_lifespan(settings(postgres_url, redis_url), verifier, nothing_more)
+    lifespan, keys, verifier = lifespan_with(postgres_url, redis_url, lambda stack, base: base)
     async with lifespan(FastAPI()) as state:
         async with state["engine"].connect() as connection:
             assert (await connection.execute(text("SELECT 1"))).scalar() == 1
@@ -52,13 +53,10 @@ async def test_the_state_is_live_while_the_app_runs_and_closed_after(
 async def test_a_start_up_that_fails_half_way_closes_what_it_opened(
     postgres_url: str, redis_url: str
 ) -> None:
-    keys = ClosingKeys()
-    verifier = TokenVerifier(keys, issuer=TEST_ISSUER, audience=TEST_AUDIENCE)
-
     def fail(stack: Any, base: ServiceState) -> ServiceState:
         raise RuntimeError("cannot start")
 
-    lifespan = service_lifespan(settings(postgres_url, redis_url), verifier, fail)
+    lifespan, keys, _ = lifespan_with(postgres_url, redis_url, fail)
     with pytest.raises(RuntimeError, match="cannot start"):
         async with lifespan(FastAPI()):
             pass
