@@ -23,6 +23,7 @@ from foundation.auth_service.services.factors import MfaRequired
 from foundation.auth_service.services.sessions import TokenPair
 from foundation.shared.errors import TooManyRequests, Unauthorized
 from foundation.shared.openapi import UNAVAILABLE, VALIDATION, documented, raises
+from foundation.shared.routing import RequestRoute
 
 router = APIRouter(prefix="/auth", tags=["tokens"])
 
@@ -106,7 +107,6 @@ async def login(body: LoginRequest, request: Request) -> Response:
     return _token_response(pair, {**NO_STORE, "Set-Cookie": cookie})
 
 
-@router.post("/refresh", response_model=TokenResponse, openapi_extra=REFRESH_BODY)
 @documented(
     VALIDATION,
     raises(
@@ -124,6 +124,17 @@ async def refresh(request: Request) -> Response:
     body = await json_body(request, REFRESH)
     pair = await session_service(request).refresh(body.refresh_token, client_of(request))
     return _token_response(pair)
+
+
+# Takes the request alone: no dependency to solve or answer to re-validate (RequestRoute).
+router.add_api_route(
+    "/refresh",
+    refresh,
+    methods=["POST"],
+    response_model=TokenResponse,
+    openapi_extra=REFRESH_BODY,
+    route_class_override=RequestRoute,
+)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
