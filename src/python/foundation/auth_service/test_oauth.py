@@ -319,6 +319,12 @@ async def test_code_and_state_are_redeemable_only_by_the_client_that_started_the
     assert again.json()["code"] == "invalid_state"
 
 
+async def test_a_garbled_binding_cookie_counts_as_none(client: httpx.AsyncClient) -> None:
+    client.cookies.set("oauth_binding", "x")
+    response = await client.post("/auth/oauth/google/callback", json={"code": "c", "state": "s" * 43})
+    assert refused(response, 400) == "binding_missing"
+
+
 async def test_a_callback_without_its_binding_keeps_the_state_for_the_real_one(
     client: httpx.AsyncClient, google_idp: StandInIdentityProvider
 ) -> None:

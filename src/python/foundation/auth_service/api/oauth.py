@@ -88,6 +88,7 @@ OAuth = Annotated[OAuthService, Depends(get_oauth)]
 # from the answer instead), SameSite=Lax, and only to these routes.
 BINDING_COOKIE = "oauth_binding"
 BINDING_COOKIE_PATH = "/auth/oauth"
+BINDING_MIN, BINDING_MAX = 16, 256
 
 
 class AuthorizationUrl(BaseModel):
@@ -134,8 +135,8 @@ class CallbackBody(BaseModel):
     error: str | None = Field(default=None, max_length=200)
     binding: str | None = Field(
         default=None,
-        min_length=16,
-        max_length=256,
+        min_length=BINDING_MIN,
+        max_length=BINDING_MAX,
         description="Web flow: the `binding` of the authorize answer (or send its cookie).",
     )
 
@@ -174,8 +175,10 @@ async def callback_body(request: Request) -> CallbackBody:
             raw = await request.json()
         except ValueError:
             raw = None
-    if isinstance(raw, dict) and "binding" not in raw and request.cookies.get(BINDING_COOKIE):
-        raw = {**raw, "binding": request.cookies[BINDING_COOKIE]}
+    cookie = request.cookies.get(BINDING_COOKIE, "")
+    # A cookie that cannot be a binding (garbled, another app's) is as good as none.
+    if isinstance(raw, dict) and "binding" not in raw and BINDING_MIN <= len(cookie) <= BINDING_MAX:
+        raw = {**raw, "binding": cookie}
     try:
         return CallbackBody.model_validate(raw)
     except ValidationError as exc:
@@ -203,7 +206,7 @@ def _callback_body_schema() -> dict[str, Any]:
                 "name": BINDING_COOKIE,
                 "in": "cookie",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "minLength": BINDING_MIN, "maxLength": BINDING_MAX},
                 "description": "The web flow's binding, as `authorize` set it (instead of `binding`).",
             }
         ],
