@@ -203,6 +203,7 @@ OAUTH_FLOW_REFUSALS = frozenset(
         "authorization_denied",
     }
 )
+MAILED_TOKEN_REFUSALS = frozenset({"invalid_token", "token_expired", "token_used"})
 DOCUMENTED_REFUSALS: dict[str, dict[int, frozenset[str]]] = {
     "POST /auth/register": {422: frozenset({"weak_password"})},
     "GET /auth/sessions": {400: frozenset({"invalid_cursor"})},
@@ -213,6 +214,11 @@ DOCUMENTED_REFUSALS: dict[str, dict[int, frozenset[str]]] = {
     "POST /auth/mfa/verify": {400: frozenset({"invalid_passkey"})},
     "POST /auth/passkeys": {400: frozenset({"invalid_passkey"})},
     "POST /auth/passkeys/sign-in": {400: frozenset({"invalid_passkey"})},
+    # A mailed token is valid by the schema as any string; only the server knows it.
+    "POST /auth/email/verify": {400: MAILED_TOKEN_REFUSALS},
+    "POST /auth/password/reset": {400: MAILED_TOKEN_REFUSALS, 422: frozenset({"weak_password"})},
+    "POST /auth/password/change": {422: frozenset({"weak_password"})},
+    "POST /auth/email/change": {422: frozenset({"email_unchanged"})},
     "GET /history": {400: frozenset({"invalid_cursor"}), 422: frozenset({"invalid_range"})},
     "POST /history": {
         413: frozenset({"event_data_too_large"}),

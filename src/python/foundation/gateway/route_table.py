@@ -24,6 +24,11 @@ _PUBLIC: tuple[tuple[str, str], ...] = (
     ("POST", "/auth/mfa/passkey-options"),
     ("POST", "/auth/passkeys/sign-in-options"),
     ("POST", "/auth/passkeys/sign-in"),
+    # Mailed links (the token is the proof) and asking for them: no access token.
+    ("POST", "/auth/email/verify"),
+    ("POST", "/auth/email/resend"),
+    ("POST", "/auth/password/forgot"),
+    ("POST", "/auth/password/reset"),
     ("GET", "/auth/.well-known/jwks.json"),
     ("HEAD", "/auth/.well-known/jwks.json"),
 )
@@ -34,6 +39,10 @@ _STRICT: tuple[tuple[str, str], ...] = (
     ("/auth/login", "login"),
     ("/auth/refresh", "refresh"),
     ("/auth/oauth/", "oauth"),
+    ("/auth/email/resend", "account_mail"),
+    ("/auth/password/forgot", "account_mail"),
+    ("/auth/email/verify", "account_token"),
+    ("/auth/password/reset", "account_token"),
     ("/auth/mfa/verify", "mfa"),
     ("/auth/mfa/passkey-options", "mfa"),
     ("/auth/passkeys/sign-in-options", "passkey"),
