@@ -76,14 +76,17 @@ def create_service_app() -> Any:
     jwks = json.loads(os.environ["BENCH_JWKS"])
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         settings = ServiceSettings(service_name="bench-service")  # REDIS_URL
         redis = create_redis(settings)
-        app.state.token_verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
-        app.state.session_denylist = SessionDenyList.for_service(settings, redis)
+        denylist = SessionDenyList.for_service(settings, redis)
         tune_worker()  # as every service's app does (create_service_app)
-        yield
-        await app.state.session_denylist.aclose()
+        # What CurrentPrincipal reads: the lifespan state, as in every service.
+        yield {
+            "token_verifier": TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE),
+            "session_denylist": denylist,
+        }
+        await denylist.aclose()
         await redis.aclose()
 
     configure_logging("bench-service", os.environ.get("LOG_LEVEL", "WARNING"), "json")
