@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from foundation.auth.verifier import TokenVerifier
-from foundation.auth_service.api import accounts, factors, keys, oauth, sessions, tokens
+from foundation.auth_service.api import accounts, factors, keys, lifecycle, oauth, sessions, tokens
 from foundation.auth_service.lifespan import auth_lifespan
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.database.errors import install_database_error_handlers
@@ -24,7 +24,15 @@ def create_app(
         description="Accounts, passwords, sessions, tokens, Google and Apple sign-in.",
         # oauth.router brings its own lifespan (providers, state store, token cipher), run
         # after the app's own one has set up Redis and the session service.
-        routers=[accounts.router, tokens.router, sessions.router, keys.router, oauth.router, factors.router],
+        routers=[
+            accounts.router,
+            tokens.router,
+            sessions.router,
+            keys.router,
+            oauth.router,
+            factors.router,
+            lifecycle.router,
+        ],
         lifespan=auth_lifespan(settings, token_verifier),
         ready=ready_checks,
     )
