@@ -16,7 +16,9 @@ from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKe
 from foundation.auth.verifier import TokenVerifier
 from foundation.auth_service.models import OutboxEvent
 from foundation.auth_service.services.accounts import AccountService
+from foundation.auth_service.services.factors import SecondFactors, totp_cipher
 from foundation.auth_service.services.login_throttle import LoginThrottle
+from foundation.auth_service.services.oauth import OAuthService, open_oauth
 from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy
 from foundation.auth_service.services.sessions import Lifetimes, SessionService, purge_periodically
 from foundation.auth_service.settings import AuthServiceSettings
@@ -26,6 +28,7 @@ from foundation.database.lifespan import ServiceState, open_service_state
 from foundation.events.relay import OutboxRelay
 from foundation.shared.client_address import IpNetwork
 from foundation.shared.lifespan import Lifespan, run_worker
+from foundation.shared.redis import Keys
 
 
 class State(ServiceState):
@@ -35,6 +38,8 @@ class State(ServiceState):
     session_service: SessionService
     account_service: AccountService
     outbox_relay: OutboxRelay
+    oauth_service: OAuthService
+    second_factors: SecondFactors
 
 
 def load_signing_keys(settings: AuthServiceSettings) -> SigningKeyStore:
@@ -112,6 +117,24 @@ def auth_lifespan(
                 ),
                 sessions=session_service,
             )
+            oauth_service = open_oauth(
+                stack,
+                settings,
+                base["redis"],
+                session_service,
+                production=settings.is_production,
+                key_prefix=settings.redis_key_prefix,
+            )
+            second_factors = SecondFactors(
+                settings=settings,
+                db_sessions=sessions,
+                direct=direct,
+                redis=base["redis"],
+                keys=Keys(settings.redis_key_prefix),
+                cipher=totp_cipher(settings),
+                sessions=session_service,
+            )
+            session_service.second_factors = second_factors  # asked after every right password
             run_worker(stack, relay, enabled=settings.outbox_relay_enabled)
             if wake is not None:
                 direct.on_write(wake)
@@ -136,6 +159,8 @@ def auth_lifespan(
                 "session_service": session_service,
                 "account_service": account_service,
                 "outbox_relay": relay,
+                "oauth_service": oauth_service,
+                "second_factors": second_factors,
             }
             # Readers not yet on the lifespan state take it from app.state: the routers' own
             # lifespans (api/oauth.py, api/factors.py), which run after this one and cannot see

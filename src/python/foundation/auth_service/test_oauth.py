@@ -108,7 +108,7 @@ def client(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClie
 
 @pytest.fixture()
 def service(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> OAuthService:
-    return app_and_client[0].state.oauth_service  # type: ignore[no-any-return]
+    return app_and_client[1].state["oauth_service"]  # type: ignore[attr-defined, no-any-return]
 
 
 async def authorize(client: httpx.AsyncClient, provider: str, **headers: str) -> dict[str, Any]:

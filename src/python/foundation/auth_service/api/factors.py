@@ -2,28 +2,25 @@
 
 Setting a factor up, removing it and new recovery codes need fresh authentication (as
 deleting the account does); confirming an enrolment and registering the passkey whose options
-were asked for need only the session that asked. The router carries its own lifespan
-(FastAPI merges it into the app's when included): it builds ``SecondFactors`` once the app's
-lifespan has set up the database, Redis and the session service, and hands it to the session
-service, whose password sign-in then asks it whether a second step is due.
+were asked for need only the session that asked. ``SecondFactors`` is built by auth-service's
+lifespan, which also hands it to the session service: its password sign-in asks it whether a
+second step is due.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from foundation.auth.dependencies import CurrentPrincipal
-from foundation.auth.encryption import KeyConfigurationError, TokenCipher, token_cipher
 from foundation.auth_service.api.accounts import FreshPrincipal
 from foundation.auth_service.api.deps import Client, DbSession
 from foundation.auth_service.api.schemas import TokenResponse
+from foundation.auth_service.lifespan import State
 from foundation.auth_service.repository import factors as factor_rows
 from foundation.auth_service.services.factors import (
     InvalidMfaToken,
@@ -33,9 +30,9 @@ from foundation.auth_service.services.factors import (
 )
 from foundation.auth_service.services.sessions import TokenPair
 from foundation.shared.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from foundation.shared.lifespan import lifespan_state
 from foundation.shared.logging import get_logger
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
-from foundation.shared.redis import Keys
 
 log = get_logger(__name__)
 
@@ -43,43 +40,11 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FRESH = raises(Unauthorized, "fresh_authentication_required")
 
 
-def _cipher(app: FastAPI) -> TokenCipher | None:
-    settings = app.state.settings
-    keys = settings.oauth_token_encryption_keys
-    try:
-        return token_cipher(
-            keys.get_secret_value() if keys else None,
-            production=settings.is_production,
-            data_dir=settings.oauth_data_dir,
-        )
-    except KeyConfigurationError:
-        log.warning("OAUTH_TOKEN_ENCRYPTION_KEYS is not set: authenticator apps (TOTP) are off")
-        return None
-
-
-@asynccontextmanager
-async def factors_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = app.state.settings
-    service = SecondFactors(
-        settings=settings,
-        db_sessions=app.state.sessions,
-        direct=app.state.direct_sql,
-        redis=app.state.redis,
-        keys=Keys(settings.redis_key_prefix),
-        cipher=_cipher(app),
-        sessions=app.state.session_service,
-    )
-    app.state.second_factors = service
-    app.state.session_service.second_factors = service
-    yield
-
-
-router = APIRouter(prefix="/auth", tags=["second factors"], lifespan=factors_lifespan)
+router = APIRouter(prefix="/auth", tags=["second factors"])
 
 
 async def get_factors(request: Request) -> SecondFactors:
-    service: SecondFactors = request.app.state.second_factors
-    return service
+    return lifespan_state(request, State)["second_factors"]
 
 
 Factors = Annotated[SecondFactors, Depends(get_factors)]

@@ -1,29 +1,25 @@
 """``/auth/oauth/{provider}/...``: sign in with Google or Apple, link and unlink them.
 
-The router carries its own lifespan (FastAPI merges it into the app's when included): it
-builds the providers, the Redis state store and the token cipher from the settings once the
-app's own lifespan has set up Redis and the session service.
+The service (providers, Redis state store, token cipher) is built by auth-service's lifespan
+(``services.oauth.open_oauth``) and read from its state.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foundation.auth.dependencies import CurrentPrincipal, get_principal
-from foundation.auth.encryption import token_cipher
-from foundation.auth.oauth import OAuthProviders, OAuthSettings, OAuthStateStore
 from foundation.auth.oauth.base import InvalidGrant, InvalidIdToken, ProviderUnavailable
 from foundation.auth.oauth.registry import ProviderNotConfigured, UnknownProvider
 from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Client, DbSession
 from foundation.auth_service.api.schemas import TokenResponse
 from foundation.auth_service.api.tokens import NO_STORE
+from foundation.auth_service.lifespan import State
 from foundation.auth_service.services.oauth import (
     BindingMismatch,
     BindingMissing,
@@ -33,51 +29,20 @@ from foundation.auth_service.services.oauth import (
     OAuthService,
 )
 from foundation.shared.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from foundation.shared.lifespan import lifespan_state
 from foundation.shared.logging import get_logger
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
-from foundation.shared.redis import Keys
 
 log = get_logger(__name__)
 
 Provider = Annotated[str, Field(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-@asynccontextmanager
-async def oauth_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = app.state.settings
-    if not isinstance(settings, OAuthSettings):
-        log.warning("oauth settings missing: Google and Apple sign-in are off")
-        settings = OAuthSettings()
-    providers = OAuthProviders.from_settings(settings)
-    cipher = None
-    if providers.names:  # a development key is made only when something will use it
-        keys = settings.oauth_token_encryption_keys
-        cipher = token_cipher(
-            keys.get_secret_value() if keys else None,
-            production=getattr(settings, "is_production", False),
-            data_dir=settings.oauth_data_dir,
-        )
-    app.state.oauth_service = OAuthService(
-        providers=providers,
-        states=OAuthStateStore(
-            app.state.redis, Keys(getattr(settings, "redis_key_prefix", "")), settings.oauth_state_ttl_seconds
-        ),
-        cipher=cipher,
-        sessions=app.state.session_service,
-        redirect_uris=settings.oauth_redirect_uris,
-    )
-    try:
-        yield
-    finally:
-        await providers.aclose()
-
-
-router = APIRouter(prefix="/auth/oauth", tags=["oauth"], lifespan=oauth_lifespan)
+router = APIRouter(prefix="/auth/oauth", tags=["oauth"])
 
 
 async def get_oauth(request: Request) -> OAuthService:
-    service: OAuthService = request.app.state.oauth_service
-    return service
+    return lifespan_state(request, State)["oauth_service"]
 
 
 OAuth = Annotated[OAuthService, Depends(get_oauth)]

@@ -57,7 +57,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from foundation.auth.encryption import TokenCipher
+from foundation.auth.encryption import KeyConfigurationError, TokenCipher, token_cipher
 from foundation.auth_service.models import OutboxEvent, Passkey
 from foundation.auth_service.repository import factors as rows
 from foundation.auth_service.repository import oauth_providers, users
@@ -263,6 +263,21 @@ class SignInSteps:
 
 
 # -- the service -----------------------------------------------------------------------------
+
+
+def totp_cipher(settings: AuthServiceSettings) -> TokenCipher | None:
+    """What seals TOTP secrets: ``OAUTH_TOKEN_ENCRYPTION_KEYS`` (a development key when unset,
+    outside production); None in production without keys (authenticator apps are off)."""
+    keys = settings.oauth_token_encryption_keys
+    try:
+        return token_cipher(
+            keys.get_secret_value() if keys else None,
+            production=settings.is_production,
+            data_dir=settings.oauth_data_dir,
+        )
+    except KeyConfigurationError:
+        log.warning("OAUTH_TOKEN_ENCRYPTION_KEYS is not set: authenticator apps (TOTP) are off")
+        return None
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from foundation.auth.encryption import TokenCipher, TokenEncryptionError
+from foundation.auth.encryption import TokenCipher, TokenEncryptionError, token_cipher
 from foundation.auth.oauth import (
     Identity,
     InvalidIdToken,
     OAuthProviders,
+    OAuthSettings,
     OAuthStateStore,
     OpenIDProvider,
     PendingAuthorization,
@@ -48,6 +51,7 @@ from foundation.events import schema
 from foundation.events.outbox import record
 from foundation.shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from foundation.shared.logging import get_logger
+from foundation.shared.redis import Keys
 
 log = get_logger(__name__)
 
@@ -101,6 +105,36 @@ class Verified:
     identity: Identity
     tokens: ProviderTokens | None
     name: str | None
+
+
+def open_oauth(
+    stack: AsyncExitStack,
+    settings: OAuthSettings,
+    redis: aioredis.Redis,
+    sessions: SessionService,
+    *,
+    production: bool,
+    key_prefix: str,
+) -> OAuthService:
+    """The service for the configured providers, their HTTP client closed with ``stack``. A
+    token cipher is made only when a provider will use it (a development key otherwise)."""
+    providers = OAuthProviders.from_settings(settings)
+    stack.push_async_callback(providers.aclose)
+    if not providers.names:
+        log.info("no oauth provider configured: Google and Apple sign-in are off")
+    cipher = None
+    if providers.names:
+        keys = settings.oauth_token_encryption_keys
+        cipher = token_cipher(
+            keys.get_secret_value() if keys else None, production=production, data_dir=settings.oauth_data_dir
+        )
+    return OAuthService(
+        providers=providers,
+        states=OAuthStateStore(redis, Keys(key_prefix), settings.oauth_state_ttl_seconds),
+        cipher=cipher,
+        sessions=sessions,
+        redirect_uris=settings.oauth_redirect_uris,
+    )
 
 
 class OAuthService:
