@@ -1,4 +1,4 @@
-"""``/auth/register`` and ``/auth/me``.
+"""``/auth/register`` and ``/auth/me``; the fresh-authentication check of sensitive changes.
 
 Deleting the account wants fresh authentication (RFC 9470): the access token's ``auth_time``
 (the password or OAuth sign-in that opened its session; refreshes keep it) no older than
@@ -12,33 +12,53 @@ from typing import Annotated
 
 import jwt
 from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.auth.dependencies import CurrentPrincipal, bearer_token
 from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Accounts, DbSession
+from foundation.auth_service.api.lifecycle_deps import Verification
 from foundation.auth_service.api.oauth import OAuth
 from foundation.auth_service.api.schemas import CurrentUserOut, RegisterRequest, UserOut
+from foundation.auth_service.models import User
 from foundation.shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from foundation.shared.openapi import SIGNED_IN, UNAVAILABLE, documented, raises
 
 router = APIRouter(prefix="/auth", tags=["accounts"])
 
 
+class AccountOut(CurrentUserOut):
+    email_verified: bool = Field(description="Whether the address was confirmed by a link mailed to it.")
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
 @documented(raises(Conflict, "email_taken"), raises(ValidationFailed, "weak_password"), UNAVAILABLE)
-async def register(body: RegisterRequest, db: DbSession, accounts: Accounts) -> UserOut:
-    """Create an account. 409 `email_taken` if the email is registered (in any letter case);
-    422 `weak_password` if the password is too short, too long or too easy to guess."""
-    user = await accounts.register(db, str(body.email), body.password)
+async def register(
+    body: RegisterRequest, db: DbSession, accounts: Accounts, verification: Verification
+) -> UserOut:
+    """Create an account and mail a link to confirm its address (`POST /auth/email/verify`).
+    409 `email_taken` if the email is registered (in any letter case); 422 `weak_password` if
+    the password is too short, too long or too easy to guess."""
+
+    async def send_link(db: AsyncSession, user: User) -> None:
+        await verification.request(db, user.id, user.email)
+
+    user = await accounts.register(db, str(body.email), body.password, on_created=send_link)
+    verification.mail_written()
     return UserOut.model_validate(user)
 
 
-@router.get("/me", response_model=CurrentUserOut)
+@router.get("/me", response_model=AccountOut)
 @documented(SIGNED_IN, raises(NotFound, "user_not_found"), UNAVAILABLE)
-async def me(principal: CurrentPrincipal, db: DbSession, accounts: Accounts) -> CurrentUserOut:
+async def me(principal: CurrentPrincipal, db: DbSession, accounts: Accounts) -> AccountOut:
     user = await accounts.get(db, principal.user_id)
-    return CurrentUserOut(
-        id=user.id, email=user.email, created_at=user.created_at, roles=sorted(user.roles or [])
+    return AccountOut(
+        id=user.id,
+        email=user.email,
+        created_at=user.created_at,
+        roles=sorted(user.roles or []),
+        email_verified=user.email_verified,
     )
 
 

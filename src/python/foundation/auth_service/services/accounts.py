@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +28,15 @@ class AccountService:
         self.policy = policy
         self.sessions = sessions
 
-    async def register(self, db: AsyncSession, email: str, password: str) -> User:
+    async def register(
+        self,
+        db: AsyncSession,
+        email: str,
+        password: str,
+        *,
+        on_created: Callable[[AsyncSession, User], Awaitable[None]] | None = None,
+    ) -> User:
+        """``on_created`` runs in the transaction that adds the user (the verification mail)."""
         self.policy.check(password, user_inputs=[email, email.split("@", 1)[0]])
         # Hashed first, taken or not: the hash is nearly all a sign-up costs, so a 409 takes as
         # long as a 201 and its timing does not tell which emails have accounts (ASVS V6.3.8).
@@ -37,6 +46,8 @@ class AccountService:
         try:
             user = await users.add(db, email, password_hash)
             record(db, OutboxEvent, schema.USER_REGISTERED, user.id, {"method": "password"})
+            if on_created is not None:
+                await on_created(db, user)
             await db.commit()
         except IntegrityError as exc:  # registered at the same moment by another request
             await db.rollback()
