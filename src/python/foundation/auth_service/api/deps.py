@@ -14,22 +14,23 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from foundation.auth_service.lifespan import State
 from foundation.auth_service.services.accounts import AccountService
 from foundation.auth_service.services.sessions import ClientInfo, SessionService
 from foundation.database.engine import session_scope
 from foundation.shared.client_address import IpNetwork, TrustedProxies, client_address
+from foundation.shared.lifespan import lifespan_state
 
 Body = TypeVar("Body")
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessions):
+    async for session in session_scope(lifespan_state(request, State)["sessions"]):
         yield session
 
 
 def session_service(request: Request) -> SessionService:
-    service: SessionService = request.app.state.session_service
-    return service
+    return lifespan_state(request, State)["session_service"]
 
 
 async def get_sessions(request: Request) -> SessionService:
@@ -37,8 +38,7 @@ async def get_sessions(request: Request) -> SessionService:
 
 
 async def get_accounts(request: Request) -> AccountService:
-    service: AccountService = request.app.state.account_service
-    return service
+    return lifespan_state(request, State)["account_service"]
 
 
 _proxies: dict[int, tuple[tuple[IpNetwork, ...], TrustedProxies]] = {}
@@ -65,7 +65,7 @@ def client_of(request: Request) -> ClientInfo:
         if name == b"user-agent":
             user_agent = value.decode("latin-1")
             break
-    proxies = _trusted_proxies(request.app.state.trusted_proxies)
+    proxies = _trusted_proxies(lifespan_state(request, State)["trusted_proxies"])
     address = client_address(peer[0] if peer else None, scope["headers"], proxies).address
     return ClientInfo(ip=address, user_agent=user_agent[:512] if user_agent else None)
 

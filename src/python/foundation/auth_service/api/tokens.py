@@ -19,9 +19,11 @@ from starlette.requests import Request, cookie_parser
 
 from foundation.auth_service.api.deps import DbSession, Sessions, client_of, json_body, session_service
 from foundation.auth_service.api.schemas import LoginRequest, RefreshRequest, TokenResponse
+from foundation.auth_service.lifespan import State
 from foundation.auth_service.services.factors import MfaRequired
 from foundation.auth_service.services.sessions import TokenPair
 from foundation.shared.errors import TooManyRequests, Unauthorized
+from foundation.shared.lifespan import lifespan_state
 from foundation.shared.openapi import UNAVAILABLE, VALIDATION, documented, raises
 from foundation.shared.routing import RequestRoute
 
@@ -71,7 +73,7 @@ def _over_https(request: Request) -> bool:
     if scope.get("scheme") == "https":
         return True
     peer = scope.get("client")
-    networks = request.app.state.trusted_proxies
+    networks = lifespan_state(request, State)["trusted_proxies"]
     try:
         trusted = peer is not None and any(ipaddress.ip_address(peer[0]) in n for n in networks)
     except ValueError:
