@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,10 +32,30 @@ def with_lifespan_state(app: ASGIApp, state: Mapping[str, Any]) -> ASGIApp:
     return serve
 
 
+_running: weakref.WeakKeyDictionary[FastAPI, Mapping[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def state_of(app: FastAPI) -> Any:
+    """The lifespan state of ``app`` while ``serve_app`` (or ``running``) runs it: what its
+    requests read, for tests that reach into a service (its clock, its hasher)."""
+    return _running[app]
+
+
 @asynccontextmanager
-async def serve_app(app: FastAPI, client_ip: str = "127.0.0.1") -> AsyncIterator[AppClient]:
+async def running(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+    """``app``'s lifespan, its state remembered for ``state_of``."""
     async with app.router.lifespan_context(app) as state:
         state = state or {}
+        _running[app] = state
+        try:
+            yield state
+        finally:
+            _running.pop(app, None)
+
+
+@asynccontextmanager
+async def serve_app(app: FastAPI, client_ip: str = "127.0.0.1") -> AsyncIterator[AppClient]:
+    async with running(app) as state:
         transport = httpx.ASGITransport(app=with_lifespan_state(app, state), client=(client_ip, 50000))
         async with AppClient(state, transport=transport, base_url="http://testserver") as client:
             yield client

@@ -19,7 +19,7 @@ from foundation.auth_service.app import create_app
 from foundation.auth_service.models import MailOutbox
 from foundation.devstack.mail_catcher import CaughtMail, MailCatcher
 from foundation.mail.templates import html_of, text_of
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 
 TOKEN_IN_LINK = re.compile(r"#token=([A-Za-z0-9_-]+)")
 
@@ -86,7 +86,7 @@ async def mailed(
 async def requested_mail(app: FastAPI, engine: AsyncEngine, user_id: Any, kind: str) -> int:
     """How many messages of ``kind`` were asked for for the user (sent or not), once the work
     that requests started after their answers is done."""
-    await app.state.deferred_work.drain()
+    await state_of(app)["deferred_work"].drain()
     async with engine.connect() as conn:
         count = await conn.scalar(
             select(func.count())
@@ -98,9 +98,9 @@ async def requested_mail(app: FastAPI, engine: AsyncEngine, user_id: Any, kind: 
 
 async def delivered(app: FastAPI, timeout: float = 10.0) -> None:
     """Wait until every message asked for so far has been sent (or dropped)."""
-    await app.state.deferred_work.drain()
+    await state_of(app)["deferred_work"].drain()
     deadline = time.monotonic() + timeout
-    while await app.state.mail_relay.backlog():
+    while await state_of(app)["mail_relay"].backlog():
         if time.monotonic() > deadline:
             raise AssertionError(f"mail still waiting after {timeout} s")
         await asyncio.sleep(0.02)

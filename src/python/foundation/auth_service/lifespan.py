@@ -16,9 +16,13 @@ from foundation.auth.signing import AccessTokenIssuer, LocalKeySource, SigningKe
 from foundation.auth.verifier import TokenVerifier
 from foundation.auth_service.models import OutboxEvent
 from foundation.auth_service.services.accounts import AccountService
+from foundation.auth_service.services.deferred import Deferred
+from foundation.auth_service.services.email_verification import EmailVerification
 from foundation.auth_service.services.factors import SecondFactors, totp_cipher
+from foundation.auth_service.services.lifecycle import open_lifecycle
 from foundation.auth_service.services.login_throttle import LoginThrottle
 from foundation.auth_service.services.oauth import OAuthService, open_oauth
+from foundation.auth_service.services.password_changes import PasswordChanges
 from foundation.auth_service.services.passwords import PasswordHasher, PasswordPolicy
 from foundation.auth_service.services.sessions import Lifetimes, SessionService, purge_periodically
 from foundation.auth_service.settings import AuthServiceSettings
@@ -26,6 +30,7 @@ from foundation.database.direct import DirectSql
 from foundation.database.engine import session_factory
 from foundation.database.lifespan import ServiceState, open_service_state
 from foundation.events.relay import OutboxRelay
+from foundation.mail.relay import MailRelay
 from foundation.shared.client_address import IpNetwork
 from foundation.shared.lifespan import Lifespan, run_worker
 from foundation.shared.redis import Keys
@@ -40,6 +45,10 @@ class State(ServiceState):
     outbox_relay: OutboxRelay
     oauth_service: OAuthService
     second_factors: SecondFactors
+    email_verification: EmailVerification
+    password_changes: PasswordChanges
+    mail_relay: MailRelay | None
+    deferred_work: Deferred
 
 
 def load_signing_keys(settings: AuthServiceSettings) -> SigningKeyStore:
@@ -117,6 +126,14 @@ def auth_lifespan(
                 ),
                 sessions=session_service,
             )
+            lifecycle = open_lifecycle(
+                stack,
+                settings,
+                redis=base["redis"],
+                db_sessions=sessions,
+                session_service=session_service,
+                account_service=account_service,
+            )
             oauth_service = open_oauth(
                 stack,
                 settings,
@@ -124,6 +141,7 @@ def auth_lifespan(
                 session_service,
                 production=settings.is_production,
                 key_prefix=settings.redis_key_prefix,
+                email_verification=lifecycle.email_verification,
             )
             second_factors = SecondFactors(
                 settings=settings,
@@ -135,6 +153,7 @@ def auth_lifespan(
                 sessions=session_service,
             )
             session_service.second_factors = second_factors  # asked after every right password
+            session_service.unverified_sign_in = settings.unverified_sign_in
             run_worker(stack, relay, enabled=settings.outbox_relay_enabled)
             if wake is not None:
                 direct.on_write(wake)
@@ -161,12 +180,11 @@ def auth_lifespan(
                 "outbox_relay": relay,
                 "oauth_service": oauth_service,
                 "second_factors": second_factors,
+                "email_verification": lifecycle.email_verification,
+                "password_changes": lifecycle.password_changes,
+                "mail_relay": lifecycle.mail_relay,
+                "deferred_work": lifecycle.deferred_work,
             }
-            # Readers not yet on the lifespan state take it from app.state: the routers' own
-            # lifespans (api/oauth.py, api/factors.py), which run after this one and cannot see
-            # its state, and the getters in api/deps.py and api/tokens.py.
-            for name, value in state.items():
-                setattr(app.state, name, value)
             yield state
 
     return lifespan

@@ -463,6 +463,31 @@ async def test_provider_email_of_an_existing_account_is_409_account_exists_not_a
     assert await link_rows(engine, user.id) == []
 
 
+async def test_an_unverified_password_account_past_its_hold_gives_the_address_to_the_provider_user(
+    make_settings: Callable[..., AuthServiceSettings],
+    google_idp: StandInIdentityProvider,
+    engine: AsyncEngine,
+) -> None:
+    app = oauth_app(make_settings(unverified_email_hold_seconds=0), **oauth_values(google_idp, None))
+    async with serve_app(app) as client:
+        squatter, _ = await signed_in_user(client)  # registered, never verified the address
+        google_idp.user.email = squatter.email
+        signed_in = await web_sign_in(client, "google", google_idp)
+        owner = await me(client, Tokens.from_response(signed_in))
+    assert owner["email"] == squatter.email and owner["id"] != str(squatter.id)
+    async with session_factory(engine)() as db:
+        assert await db.get(User, squatter.id) is None  # released, not linked
+
+
+async def test_within_its_hold_an_unverified_account_keeps_the_address(
+    client: httpx.AsyncClient, google_idp: StandInIdentityProvider, engine: AsyncEngine
+) -> None:
+    squatter, _ = await signed_in_user(client)
+    google_idp.user.email = squatter.email
+    assert refused(await web_sign_in(client, "google", google_idp), 409) == "account_exists"
+    assert await link_rows(engine, squatter.id) == []
+
+
 async def test_unverified_provider_email_creates_no_account(
     client: httpx.AsyncClient, google_idp: StandInIdentityProvider, engine: AsyncEngine
 ) -> None:

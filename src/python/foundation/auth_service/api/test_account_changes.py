@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from foundation.devstack.mail_catcher import MailCatcher
 from foundation.events import schema
 from foundation.mail.templates import text_of
+from tests.helpers.apps import state_of
 from tests.helpers.mail import mail_fixtures, mailed, token_in
 from tests.helpers.users import RegisteredUser, Tokens, login, register, signed_in_user, unique_email
 
@@ -39,7 +40,7 @@ async def change_email(
 
 def stale(app: FastAPI) -> Callable[[], None]:
     """Make the next sign-ins look 301 s old (past FRESH_AUTH_MAX_AGE_SECONDS); call to undo."""
-    service = app.state.session_service
+    service = state_of(app)["session_service"]
     real_clock = service.clock
     service.clock = lambda: real_clock() - timedelta(seconds=301)
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from foundation.events import schema
+from tests.helpers.apps import state_of
 from tests.helpers.auth import TestSigner, bearer
 from tests.helpers.users import STRONG_PASSWORD, login, refresh, register, signed_in_user, unique_email
 
@@ -219,7 +220,7 @@ async def test_access_tokens_carry_the_sign_in_time_and_refresh_keeps_it(
     client: httpx.AsyncClient, app: Any
 ) -> None:
     user = await register(client)
-    service = app.state.session_service
+    service = state_of(app)["session_service"]
     real_clock = service.clock
     signed_in_at = real_clock() - timedelta(seconds=1_000)
     service.clock = lambda: signed_in_at
@@ -239,7 +240,7 @@ async def test_delete_me_with_a_stale_sign_in_is_401_fresh_authentication_requir
     client: httpx.AsyncClient, app: Any
 ) -> None:
     user = await register(client)
-    service = app.state.session_service
+    service = state_of(app)["session_service"]
     real_clock = service.clock
     old = real_clock() - timedelta(seconds=301)
     service.clock = lambda: old
@@ -266,7 +267,7 @@ async def test_delete_me_with_a_token_without_auth_time_is_refused(
     client: httpx.AsyncClient, app: Any
 ) -> None:
     user, tokens = await signed_in_user(client)
-    issuer = app.state.session_service.issuer
+    issuer = state_of(app)["session_service"].issuer
     bare = issuer.issue(user.id, uuid.UUID(tokens.claims["sid"]))  # as tokens were before auth_time
     response = await client.delete("/auth/me", headers=bearer(bare.token))
     assert (response.status_code, response.json()["code"]) == (401, "fresh_authentication_required")

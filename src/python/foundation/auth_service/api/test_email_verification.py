@@ -14,7 +14,7 @@ from foundation.auth_service.services.account_mail import VERIFY_EMAIL as VERIFY
 from foundation.devstack.mail_catcher import MailCatcher
 from foundation.events import schema
 from foundation.mail.templates import text_of
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.mail import delivered, mail_fixtures, mailed, requested_mail, token_in
 from tests.helpers.users import STRONG_PASSWORD, login, register, unique_email
 
@@ -52,6 +52,21 @@ async def test_registration_mails_a_link_that_verifies_the_address(
     assert (schema.USER_EMAIL_VERIFIED, {"email_change": False}) in await outbox(user.id)
 
 
+async def test_with_unverified_sign_in_off_a_right_password_waits_for_the_link(
+    make_settings: Callable[..., Any], catcher: MailCatcher
+) -> None:
+    app = create_app(make_settings(smtp_url=catcher.url, unverified_sign_in=False, mail_retry_max_delay=0.2))
+    async with serve_app(app) as client:
+        user = await register(client)
+        body = {"email": user.email, "password": user.password}
+        refused = await client.post("/auth/login", json=body)
+        assert (refused.status_code, refused.json()["code"]) == (403, "email_not_verified")
+        wrong = await client.post("/auth/login", json={**body, "password": "not-the-" + user.password})
+        assert wrong.json()["code"] == "invalid_credentials"  # no hint without the password
+        assert (await verify(client, token_in(await mailed(catcher, user.email, CONFIRM)))).status_code == 200
+        assert (await client.post("/auth/login", json=body)).status_code == 200
+
+
 async def test_a_link_works_once(mail_client: httpx.AsyncClient, catcher: MailCatcher) -> None:
     user = await register(mail_client)
     token = token_in(await mailed(catcher, user.email, CONFIRM))
@@ -66,7 +81,7 @@ async def test_an_expired_link_is_refused(
 ) -> None:
     user = await register(mail_client)
     token = token_in(await mailed(catcher, user.email, CONFIRM))
-    service = mail_app.state.session_service
+    service = state_of(mail_app)["session_service"]
     real_clock = service.clock
     service.clock = lambda: real_clock() + timedelta(days=1, seconds=1)
     try:

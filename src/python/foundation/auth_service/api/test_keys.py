@@ -19,7 +19,7 @@ from foundation.auth.signing import SigningKeyStore
 from foundation.auth_service.app import create_app
 from foundation.auth_service.main import cli
 from foundation.auth_service.settings import AuthServiceSettings
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER, bearer
 from tests.helpers.users import login, refresh, register, signed_in_user
 
@@ -43,7 +43,7 @@ async def test_jwks_publishes_the_public_signing_key_only(client: httpx.AsyncCli
     assert key["alg"] == "EdDSA"
     assert key["use"] == "sig"
     assert "d" not in key
-    store: SigningKeyStore = app.state.signing_keys
+    store: SigningKeyStore = state_of(app)["signing_keys"]
     assert key["kid"] == store.signing_key().kid
 
 
@@ -60,7 +60,7 @@ async def test_tokens_signed_by_our_key_with_wrong_claims_are_refused(
     client: httpx.AsyncClient, app: FastAPI, change: dict[str, Any], code: str
 ) -> None:
     _, tokens = await signed_in_user(client)
-    key = app.state.signing_keys.signing_key()
+    key = state_of(app)["signing_keys"].signing_key()
     forged = jwt.encode(
         claims_for(tokens.claims, **change),
         key.private_key,
@@ -76,7 +76,7 @@ async def test_alg_none_and_hmac_with_the_public_key_are_refused(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     _, tokens = await signed_in_user(client)
-    jwk = app.state.signing_keys.jwks()["keys"][0]
+    jwk = state_of(app)["signing_keys"].jwks()["keys"][0]
     payload = b64(json.dumps(claims_for(tokens.claims)).encode())
 
     none_header = b64(json.dumps({"alg": "none", "kid": jwk["kid"], "typ": "at+jwt"}).encode())
@@ -99,7 +99,7 @@ async def test_rotation_signs_with_the_new_key_and_keeps_old_tokens_valid_until_
     keys_dir = tmp_path / "rotating"
     app = create_app(make_settings(jwt_keys_dir=keys_dir))
     async with serve_app(app) as client:
-        store: SigningKeyStore = app.state.signing_keys
+        store: SigningKeyStore = state_of(app)["signing_keys"]
         store.reload_interval = 0  # see the folder change at once (2 s in production)
         user, old = await signed_in_user(client)
         old_kid = jwt.get_unverified_header(old.access_token)["kid"]

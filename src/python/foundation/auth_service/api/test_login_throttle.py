@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from foundation.auth_service.app import create_app
 from foundation.auth_service.settings import AuthServiceSettings
-from tests.helpers.apps import serve_app, with_lifespan_state
+from tests.helpers.apps import running, serve_app, state_of, with_lifespan_state
 from tests.helpers.users import RegisteredUser, register, unique_email
 
 DEVICE_COOKIE = "auth_device"
@@ -58,10 +58,10 @@ def assert_throttled(response: httpx.Response, policy: str | None = None) -> Non
 @asynccontextmanager
 async def clients(app: FastAPI, *addresses: str) -> AsyncIterator[list[httpx.AsyncClient]]:
     """One client per address, all talking to the same running app."""
-    async with app.router.lifespan_context(app) as state, AsyncExitStack() as stack:
+    async with running(app) as state, AsyncExitStack() as stack:
         made = []
         for address in addresses:
-            served = with_lifespan_state(app, state or {})  # as a server hands it on
+            served = with_lifespan_state(app, state)  # as a server hands it on
             transport = httpx.ASGITransport(app=served, client=(address, 50000))
             client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
             made.append(await stack.enter_async_context(client))
@@ -79,7 +79,7 @@ async def test_concurrent_guesses_at_one_account_run_at_most_the_limit(
     )
     async with serve_app(app, client_ip="198.51.100.7") as attacker:
         user = await register(attacker)
-        hasher = app.state.session_service.hasher
+        hasher = state_of(app)["session_service"].hasher
         verified: list[str | None] = []
         original = hasher.verify
 

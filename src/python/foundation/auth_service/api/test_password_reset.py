@@ -16,7 +16,7 @@ from foundation.auth_service.services.account_mail import RESET_PASSWORD as RESE
 from foundation.devstack.mail_catcher import MailCatcher
 from foundation.events import schema
 from foundation.mail.templates import text_of
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.mail import mail_fixtures, mailed, requested_mail, token_in
 from tests.helpers.users import STRONG_PASSWORD, RegisteredUser, login, register, signed_in_user, unique_email
 
@@ -85,7 +85,7 @@ async def test_an_expired_reset_link_is_refused(
 ) -> None:
     user = await register(mail_client)
     token = await reset_token(mail_client, catcher, user)
-    service = mail_app.state.session_service
+    service = state_of(mail_app)["session_service"]
     real_clock = service.clock
     service.clock = lambda: real_clock() + timedelta(minutes=30, seconds=1)
     try:

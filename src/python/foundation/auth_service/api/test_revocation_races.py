@@ -25,7 +25,7 @@ from foundation.auth_service.app import create_app
 from foundation.auth_service.models import Session
 from foundation.auth_service.services.sessions import ClientInfo, SessionService
 from foundation.auth_service.settings import AuthServiceSettings
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.auth import bearer
 from tests.helpers.users import register
 
@@ -55,7 +55,7 @@ async def racing(
 
 async def _families(app: FastAPI, user_id: uuid.UUID, count: int) -> list[Family]:
     # A session as sign-in opens it (the password check is what it skips: 48 argon2 runs).
-    service: SessionService = app.state.session_service
+    service: SessionService = state_of(app)["session_service"]
     families = []
     for _ in range(count):
         pair = await service.start_session(

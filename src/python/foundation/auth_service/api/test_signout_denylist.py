@@ -19,7 +19,7 @@ from foundation.auth_service.models import Session
 from foundation.auth_service.services.sessions import ClientInfo, SessionService, TokenPair
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.shared.errors import ServiceUnavailable
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.auth import bearer
 from tests.helpers.faults import ThrowawayRedis, eventually, throwaway_redis
 from tests.helpers.users import register
@@ -51,7 +51,7 @@ async def _revoked_rows(engine: AsyncEngine, family_id: uuid.UUID) -> int:
 
 
 async def _session(app: FastAPI, user_id: uuid.UUID) -> TokenPair:
-    service: SessionService = app.state.session_service
+    service: SessionService = state_of(app)["session_service"]
     return await service.start_session(
         user_id, [], ClientInfo(ip="127.0.0.1"), method="password", amr=("pwd",)
     )
@@ -95,7 +95,7 @@ async def test_ending_sessions_with_the_deny_list_away_answers_503_and_a_retry_d
     client, app = served
     user = await register(client)
     pairs = [await _session(app, user.id) for _ in range(2)]
-    service: SessionService = app.state.session_service
+    service: SessionService = state_of(app)["session_service"]
 
     redis_server.kill()
     with pytest.raises(ServiceUnavailable) as refused:

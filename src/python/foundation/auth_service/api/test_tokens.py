@@ -18,7 +18,7 @@ from foundation.auth_service.models import Session
 from foundation.auth_service.services.passwords import PasswordHasher
 from foundation.auth_service.settings import AuthServiceSettings
 from foundation.events import schema
-from tests.helpers.apps import closed_port_redis_url, serve_app
+from tests.helpers.apps import closed_port_redis_url, serve_app, state_of
 from tests.helpers.auth import TEST_AUDIENCE, TEST_ISSUER
 from tests.helpers.users import (
     STRONG_PASSWORD,
@@ -78,7 +78,7 @@ async def test_unknown_email_and_wrong_password_get_the_same_401(
     client: httpx.AsyncClient, app: FastAPI, outbox: Callable[..., Any]
 ) -> None:
     user = await register(client)
-    hasher: PasswordHasher = app.state.session_service.hasher
+    hasher: PasswordHasher = state_of(app)["session_service"].hasher
     verifications: list[str | None] = []
     original = hasher.verify
 
@@ -502,7 +502,7 @@ async def test_sign_in_and_register_answer_503_while_the_database_pools_are_exha
     runs out into 503 `database_unavailable` with Retry-After, not a 500."""
     app = create_app(make_settings(db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.2))
     async with serve_app(app) as client:
-        async with app.state.direct_sql.pool.connection(), app.state.engine.connect():
+        async with state_of(app)["direct_sql"].pool.connection(), state_of(app)["engine"].connect():
             signing_in = await client.post(
                 "/auth/login", json={"email": unique_email(), "password": STRONG_PASSWORD}
             )

@@ -22,7 +22,7 @@ from foundation.auth_service.api.schemas import LoginRequest, RefreshRequest, To
 from foundation.auth_service.lifespan import State
 from foundation.auth_service.services.factors import MfaRequired
 from foundation.auth_service.services.sessions import TokenPair
-from foundation.shared.errors import TooManyRequests, Unauthorized
+from foundation.shared.errors import Forbidden, TooManyRequests, Unauthorized
 from foundation.shared.lifespan import lifespan_state
 from foundation.shared.openapi import UNAVAILABLE, VALIDATION, documented, raises
 from foundation.shared.routing import RequestRoute
@@ -89,6 +89,7 @@ def _over_https(request: Request) -> bool:
 @documented(
     raises(Unauthorized, "invalid_credentials"),
     raises(MfaRequired),
+    raises(Forbidden, "email_not_verified"),
     raises(TooManyRequests, "too_many_attempts"),
     UNAVAILABLE,
 )

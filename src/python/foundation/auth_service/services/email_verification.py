@@ -31,7 +31,7 @@ from foundation.auth_service.services.reauthentication import Reauthentication
 from foundation.auth_service.services.sessions import ClientInfo, SessionService
 from foundation.events import schema
 from foundation.events.outbox import record
-from foundation.shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from foundation.shared.errors import Conflict, NotFound, ValidationFailed
 from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -39,17 +39,6 @@ log = get_logger(__name__)
 
 def email_taken() -> Conflict:
     return Conflict("An account with this email already exists.", code="email_taken")
-
-
-def refuse_unverified_sign_in(email_verified: bool, *, allowed: bool) -> None:
-    """What a password sign-in does with an account whose address is not verified when
-    ``UNVERIFIED_SIGN_IN`` is off: 403 ``email_not_verified`` (after the password was found
-    right, so the answer tells nothing to someone who does not know it)."""
-    if not allowed and not email_verified:
-        raise Forbidden(
-            "Confirm your email address first: open the link we sent, or ask for a new one.",
-            code="email_not_verified",
-        )
 
 
 class EmailVerification:

@@ -46,6 +46,7 @@ from foundation.auth.oauth.state import digest
 from foundation.auth_service.models import OAuthProvider, OutboxEvent
 from foundation.auth_service.repository import oauth_providers as links
 from foundation.auth_service.repository import users
+from foundation.auth_service.services.email_verification import EmailVerification
 from foundation.auth_service.services.sessions import ClientInfo, SessionService, TokenPair
 from foundation.events import schema
 from foundation.events.outbox import record
@@ -115,6 +116,7 @@ def open_oauth(
     *,
     production: bool,
     key_prefix: str,
+    email_verification: EmailVerification | None = None,
 ) -> OAuthService:
     """The service for the configured providers, their HTTP client closed with ``stack``. A
     token cipher is made only when a provider will use it (a development key otherwise)."""
@@ -134,6 +136,7 @@ def open_oauth(
         cipher=cipher,
         sessions=sessions,
         redirect_uris=settings.oauth_redirect_uris,
+        email_verification=email_verification,
     )
 
 
@@ -146,7 +149,10 @@ class OAuthService:
         cipher: TokenCipher | None,
         sessions: SessionService,
         redirect_uris: Sequence[str],
+        email_verification: EmailVerification | None = None,
     ) -> None:
+        # Releases an address an unverified password account has held too long (below).
+        self.email_verification = email_verification
         self.providers = providers
         self.states = states
         self.cipher = cipher
@@ -249,6 +255,10 @@ class OAuthService:
             f"{provider.name.capitalize()} from your account.",
             code="account_exists",
         )
+        if self.email_verification is not None:
+            # The provider vouches for the address; an unverified password account that has
+            # held it past UNVERIFIED_EMAIL_HOLD_SECONDS gives it up (never a silent link).
+            await self.email_verification.release_squatted(db, identity.email)
         if await users.by_email(db, identity.email) is not None:
             raise conflict
         try:

@@ -45,7 +45,7 @@ from foundation.auth_service.services.refresh_tokens import (
 from foundation.database.direct import DirectSql
 from foundation.events import schema
 from foundation.events.outbox import record
-from foundation.shared.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
+from foundation.shared.errors import AppError, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -115,8 +115,10 @@ class SessionService:
         self.denylist = denylist
         self.lifetimes = lifetimes
         self.clock = clock
-        # Set by the second-factor router's lifespan: asked after every correct password.
+        # Set by the lifespan: asked after every correct password.
         self.second_factors: SecondStep | None = None
+        # UNVERIFIED_SIGN_IN: false refuses a right password for an unverified address.
+        self.unverified_sign_in = True
 
     # -- sign-in ---------------------------------------------------------------------------
 
@@ -147,6 +149,12 @@ class SessionService:
                 async with self.db_sessions() as db:
                     await users.set_password_hash(db, user.id, upgraded)
                     await db.commit()
+            if not (self.unverified_sign_in or user.email_verified):
+                # After the password was found right: the answer tells nothing to a guesser.
+                raise Forbidden(
+                    "Confirm your email address first: open the link we sent, or ask for a new one.",
+                    code="email_not_verified",
+                )
             if self.second_factors is not None and (
                 step := await self.second_factors.required(user.id, user.roles or [])
             ):

@@ -13,21 +13,22 @@ from fastapi import FastAPI
 
 from foundation.auth_service.repository import oauth_providers, users
 from foundation.events import schema
+from tests.helpers.apps import state_of
 from tests.helpers.users import register, signed_in_user
 
 
 async def release(app: FastAPI, email: str, *, hold: timedelta | None = None) -> bool:
-    service = app.state.email_verification
+    service = state_of(app)["email_verification"]
     if hold is not None:
         service.hold = hold
-    async with app.state.sessions() as db:
+    async with state_of(app)["sessions"]() as db:
         released: bool = await service.release_squatted(db, email)
         await db.commit()
     return released
 
 
 async def exists(app: FastAPI, email: str) -> bool:
-    async with app.state.sessions() as db:
+    async with state_of(app)["sessions"]() as db:
         return await users.by_email(db, email) is not None
 
 
@@ -51,14 +52,14 @@ async def test_after_the_hold_the_unverified_account_is_released_and_signed_out(
     ).status_code == 401
     assert (schema.USER_DELETED, {"reason": "unverified_email_claimed"}) in await outbox(squatter.id)
     # The address is free for the provider's user now.
-    async with app.state.sessions() as db:
+    async with state_of(app)["sessions"]() as db:
         await users.add(db, squatter.email, None)
         await db.commit()
 
 
 async def test_a_verified_account_is_never_released(client: httpx.AsyncClient, app: FastAPI) -> None:
     user = await register(client)
-    async with app.state.sessions() as db:
+    async with state_of(app)["sessions"]() as db:
         await users.mark_email_verified(db, user.id)
         await db.commit()
     assert await release(app, user.email, hold=timedelta(0)) is False
@@ -69,7 +70,7 @@ async def test_an_account_linked_to_a_provider_or_without_a_password_is_never_re
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     linked = await register(client)
-    async with app.state.sessions() as db:
+    async with state_of(app)["sessions"]() as db:
         await oauth_providers.add(
             db,
             user_id=linked.id,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from foundation.auth_service.app import create_app
 from foundation.auth_service.settings import AuthServiceSettings
-from tests.helpers.apps import serve_app
+from tests.helpers.apps import serve_app, state_of
 from tests.helpers.users import Tokens, refresh, signed_in_user
 
 HOUR = 3600
@@ -41,7 +41,7 @@ async def timed(
         make_settings(session_idle_timeout=HOUR, session_absolute_lifetime=3 * HOUR, refresh_grace_seconds=10)
     )
     async with serve_app(app) as client:
-        app.state.session_service.clock = clock
+        state_of(app)["session_service"].clock = clock
         yield client
 
 
