@@ -31,10 +31,8 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 # How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
 # Granian's I/O threads need the GIL to hand each request to the event loop and each answer
-# back; behind a busy loop they waited up to the whole interval. Measured with
-# bench:gateway at 480 req/s in alternating runs, the p99 through the gateway was lower with
-# 0.5 ms in three pairs of four (16.9 vs 23.5, 20.5 vs 42.5, 71.7 vs 109.5 ms; the fourth
-# ran beside a stray process). See docs/performance.md.
+# back, so behind a busy loop each hand-off can wait up to the whole interval; 0.5 ms bounds
+# that wait to a tenth and lowers the tail latency through the gateway (docs/performance.md).
 SWITCH_INTERVAL = 0.0005
 
 
