@@ -111,9 +111,7 @@ async def test_a_failed_message_waits_for_its_backoff(db: Db, catcher: MailCatch
 
 
 class Refusing:
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         return "550 5.1.1 No such user"
 
 

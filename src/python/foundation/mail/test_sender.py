@@ -29,9 +29,7 @@ class Refusing:
     def __init__(self, reply: str) -> None:
         self.reply = reply
 
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         return self.reply
 
 
