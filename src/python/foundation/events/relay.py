@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from foundation.events.outbox import OutboxRow
 from foundation.events.schema import FIELDS_PER_EVENT, STREAM, event_fields
+from foundation.shared.lifespan import BackgroundLoop
 from foundation.shared.logging import get_logger
 from foundation.shared.redis import Keys
 
@@ -81,7 +82,7 @@ class Backoff:
         return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 30)))  # noqa: S311
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Publishes the rows of one outbox table to ``Keys(prefix)(STREAM)``.
 
     ``start()`` runs the loop as an asyncio task (from a service lifespan), ``aclose()``
@@ -135,8 +136,7 @@ class OutboxRelay:
         self._xadd_batch = redis.register_script(XADD_BATCH)
         self.published = 0
         self.failures = 0
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__()
         self._wake = asyncio.Event()
         self._last_purge = 0.0
         self._held: AsyncConnection | None = None
@@ -252,21 +252,8 @@ class OutboxRelay:
 
     # The loop ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._stopping.clear()
-            self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self.stream}")
-
-    async def aclose(self) -> None:
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout=10)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    def task_name(self) -> str:
+        return f"outbox-relay:{self.stream}"
 
     async def _run(self) -> None:
         failures = 0

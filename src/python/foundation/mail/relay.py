@@ -23,7 +23,6 @@ the message goes again on the next pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from foundation.events.relay import Backoff
 from foundation.mail.outbox import MailOutboxRow
 from foundation.mail.sender import MailRejected, MailUnavailable
+from foundation.shared.lifespan import BackgroundLoop
 from foundation.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -51,7 +51,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class MailRelay:
+class MailRelay(BackgroundLoop):
     """``start()`` runs the loop as a task (from a lifespan), ``aclose()`` stops it;
     ``run_once()`` is one pass, what tests drive directly."""
 
@@ -82,8 +82,7 @@ class MailRelay:
         # next one (the rows behind the failed one would meet the same server).
         self._pause: float | None = None
         self._full = False  # the last pass read a whole batch: more may be waiting
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__()
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -180,21 +179,8 @@ class MailRelay:
 
     # The loop ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._stopping.clear()
-            self._task = asyncio.create_task(self._run(), name="mail-relay")
-
-    async def aclose(self) -> None:
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout=10)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    def task_name(self) -> str:
+        return "mail-relay"
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

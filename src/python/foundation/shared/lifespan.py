@@ -13,6 +13,8 @@ place that names the mapping's type; mypy checks the lifespan's ``yield`` agains
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Protocol, TypeVar, cast
@@ -39,6 +41,40 @@ class Worker(Protocol):
 
 
 WorkerT = TypeVar("WorkerT", bound=Worker)
+
+
+class BackgroundLoop:
+    """A ``Worker`` whose loop is ``_run``, which returns once ``_stopping`` is set: ``start``
+    runs it as a task (again after it ended), ``aclose`` sets ``_stopping`` and waits
+    ``STOP_TIMEOUT`` seconds for the loop to finish its pass, then cancels it."""
+
+    STOP_TIMEOUT = 10.0
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def task_name(self) -> str:
+        return type(self).__name__
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name=self.task_name())
+
+    async def aclose(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=self.STOP_TIMEOUT)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def run_worker(stack: AsyncExitStack, worker: WorkerT, *, enabled: bool) -> WorkerT:
