@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -16,11 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from foundation.database.base import new_base
 from foundation.database.engine import create_engine, session_factory
-from foundation.database.provisioning import drop_database
 from foundation.events.outbox import OutboxRow, outbox_model
 from foundation.events.schema import Event
 from foundation.shared.settings import ServiceSettings
-from tests.helpers.databases import create_migrated_database
+from tests.helpers.databases import migrated_database
 
 Base = new_base()
 Outbox = outbox_model(Base)
@@ -35,13 +34,8 @@ processed = Table(
 )
 
 
-@pytest.fixture(scope="module")
-def events_database_url(postgres_url: str) -> Iterator[str]:
-    url = create_migrated_database(postgres_url, None)
-    try:
-        yield url
-    finally:
-        drop_database(url)
+# A database of its own per module, with no migrations: the tables below are made by the tests.
+events_database_url = migrated_database(None)
 
 
 @dataclass

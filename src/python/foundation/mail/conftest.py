@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from foundation.database.base import new_base
 from foundation.database.engine import create_engine, session_factory
-from foundation.database.provisioning import drop_database
 from foundation.devstack.mail_catcher import MailCatcher
 from foundation.mail.outbox import MailOutboxRow, mail_outbox_model
 from foundation.shared.settings import ServiceSettings
-from tests.helpers.databases import create_migrated_database
+from tests.helpers.databases import migrated_database
 
 Base = new_base()
 MailOutbox = mail_outbox_model(Base)
@@ -25,13 +24,8 @@ MailOutbox = mail_outbox_model(Base)
 writes = Table("writes", Base.metadata, Column("id", Integer, primary_key=True), Column("note", String(50)))
 
 
-@pytest.fixture(scope="module")
-def mail_database_url(postgres_url: str) -> Iterator[str]:
-    url = create_migrated_database(postgres_url, None)
-    try:
-        yield url
-    finally:
-        drop_database(url)
+# A database of its own per module, with no migrations: the tables below are made by the tests.
+mail_database_url = migrated_database(None)
 
 
 @dataclass
