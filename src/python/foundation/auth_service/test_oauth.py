@@ -297,6 +297,16 @@ async def test_authorize_binds_the_flow_with_an_httponly_lax_cookie_and_a_bindin
     assert response.headers["cache-control"] == "no-store"
 
 
+async def test_the_binding_cookie_is_secure_when_the_client_used_https(client: httpx.AsyncClient) -> None:
+    plain = await client.get(f"/auth/oauth/google/authorize?redirect_uri={REDIRECT}")
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    # 127.0.0.1 is a trusted proxy: it says the client came over HTTPS.
+    forwarded = await client.get(
+        f"/auth/oauth/google/authorize?redirect_uri={REDIRECT}", headers={"x-forwarded-proto": "https"}
+    )
+    assert "secure" in forwarded.headers["set-cookie"].lower()
+
+
 async def test_code_and_state_are_redeemable_only_by_the_client_that_started_the_flow(
     client: httpx.AsyncClient,
     google_idp: StandInIdentityProvider,

@@ -18,7 +18,7 @@ from foundation.auth.oauth.registry import ProviderNotConfigured, UnknownProvide
 from foundation.auth.principal import Principal
 from foundation.auth_service.api.deps import Client, DbSession
 from foundation.auth_service.api.schemas import TokenResponse
-from foundation.auth_service.api.tokens import NO_STORE
+from foundation.auth_service.api.tokens import NO_STORE, over_https
 from foundation.auth_service.lifespan import State
 from foundation.auth_service.services.oauth import (
     BindingMismatch,
@@ -234,7 +234,7 @@ async def authorize(
     started = await oauth.authorization_url(
         provider, redirect_uri, link_user_id=principal.user_id if principal else None
     )
-    secure = request.app.state.settings.is_production or request.url.scheme == "https"
+    secure = request.app.state.settings.is_production or over_https(request)
     response.set_cookie(
         BINDING_COOKIE,
         started.binding,

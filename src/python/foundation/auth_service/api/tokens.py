@@ -67,7 +67,7 @@ def _device_cookie(request: Request) -> str | None:
     return None
 
 
-def _over_https(request: Request) -> bool:
+def over_https(request: Request) -> bool:
     """Whether the client used HTTPS: this connection, or the trusted proxy in front says so."""
     scope = request.scope
     if scope.get("scheme") == "https":
@@ -105,7 +105,7 @@ async def login(body: LoginRequest, request: Request) -> Response:
         f"{DEVICE_COOKIE}={devices.issue(body.email)}; Max-Age={devices.max_age}; Path=/auth; "
         "HttpOnly; SameSite=Strict"
     )
-    if request.app.state.settings.is_production or _over_https(request):
+    if request.app.state.settings.is_production or over_https(request):
         cookie += "; Secure"
     return _token_response(pair, {**NO_STORE, "Set-Cookie": cookie})
 
